@@ -1,0 +1,1 @@
+// Placeholder: implemented by the core issue (#3).
