@@ -29,9 +29,13 @@ struct DecodedImage {
   int exif_orientation = 1;    // 1..8 as found in the file (1 when absent)
 };
 
-// Errors (all INVALID_ARGUMENT unless said): empty input; not an image / unsupported format;
-// truncated or corrupt data; RESOURCE_EXHAUSTED when bytes or declared pixels exceed `limits`;
-// image smaller than min_side_px. No exception escapes.
+// Errors (all INVALID_ARGUMENT unless said): empty input; not an image / unsupported format
+// (magic bytes, or 32-bit / float samples); truncated or corrupt data (including a JPEG
+// without its end-of-image marker, which libjpeg would silently pad with grey);
+// RESOURCE_EXHAUSTED when bytes or header-declared pixels exceed `limits` (checked before
+// any pixel buffer exists) or when memory runs out; image smaller than min_side_px on
+// either side. The EXIF orientation comes from JPEG APP1, PNG eXIf, WebP EXIF or the TIFF
+// Orientation tag. No exception escapes.
 StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& limits = {});
 
 }  // namespace faceid

@@ -50,4 +50,25 @@ struct ModelInfo {
 // Reads only the metadata of a model file (no LibTorch). Same errors as LoadModel.
 StatusOr<ModelInfo> ReadModelInfo(const std::string& path);
 
+// The model file container (layout in core/nn/model_file.h), torch-free so that ReadModelInfo
+// and the LibTorch loader share one reader. Most code wants LoadModel or ReadModelInfo instead.
+inline constexpr std::uint32_t kModelFormatVersion = 1;
+
+struct ModelFileContents {
+  std::uint32_t format_version = 0;
+  std::string metadata_json;  // UTF-8 JSON, not yet parsed
+  std::string weights;        // torch::save archive; empty when not requested
+};
+
+// Reads and checks a model file: magic, format version, section sizes against the file size,
+// and the trailing SHA-256 over the whole file (checked even when `with_weights` is false;
+// the weights are then streamed through the hash and dropped). NOT_FOUND for a missing file;
+// PERMISSION_DENIED when it cannot be opened; INVALID_ARGUMENT for a directory, a wrong
+// magic, a truncated, padded or corrupt file; FAILED_PRECONDITION for a format version newer
+// than kModelFormatVersion.
+StatusOr<ModelFileContents> ReadModelFileContents(const std::string& path, bool with_weights);
+
+// The complete file bytes for `metadata_json` and `weights` (kModelFormatVersion, checksum).
+std::string EncodeModelFile(const std::string& metadata_json, const std::string& weights);
+
 }  // namespace faceid

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Centre loss vs softmax alone, same budget, several seeds; test-identity figures as mean and
+# spread (sample standard deviation), plus OpenCV's LBPH on the same test people and protocol.
+# Usage: bench/trainer/center_vs_softmax.sh BUILD_DIR [SEEDS] [extra faceid-train fit flags]
+#   default subset (fits a shared 2-core box): LFW people with >= 10 photos, the first 40,
+#   12 photos each, 8 epochs, batch 32. For the full comparison pass e.g.
+#   "--min-images 5 --max-people 0 --max-images-per-person 0 --epochs 25".
+set -eu
+build=${1:?build dir}; seeds=${2:-"0 1 2"}; shift 2 2>/dev/null || shift $#
+data=$(cd "$(dirname "$0")/../../.." && pwd)/shared/data/lfw_deepfunneled
+cache=${BENCH_CACHE:-/tmp/faceid-bench-cache}
+max_images=${BENCH_MAX_IMAGES:-12}  # also given to the LBPH run, so both see the same images
+work=${BENCH_WORK:-$(mktemp -d)}
+export OMP_WAIT_POLICY=PASSIVE
+for seed in $seeds; do
+  for loss in center softmax; do
+    out="$work/$loss-$seed"
+    "$build/bin/faceid-train" --log-level warn fit --data "$data" --out "$out" \
+      --cache-dir "$cache" --min-images 10 --max-people 40 --max-images-per-person "$max_images" \
+      --epochs 8 --batch 32 --threads 2 --seed "$seed" --loss "$loss" "$@" > "$out.log" 2>&1
+    tail -1 "$out.log"
+    if [ "$loss" = center ]; then
+      "$build/bin/trainer_bench" lbph --run "$out/run" --cache-dir "$cache" \
+        --max-images-per-person "$max_images" > "$out.lbph"
+      cat "$out.lbph"
+    fi
+  done
+done
+/usr/bin/python3 - "$work" $seeds <<'PY'
+import json, statistics, sys
+work, seeds = sys.argv[1], sys.argv[2:]
+keys = ["rank1", "auc", "accuracy", "tar_far_1e-2", "tar_far_1e-3", "intra_inter"]
+def ms(v):
+    return f"{statistics.mean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0:.3f}"
+for loss in ["center", "softmax"]:
+    runs = [json.load(open(f"{work}/{loss}-{s}/run/eval.json"))["test"] for s in seeds]
+    print(f"{loss:8s} " + "  ".join(f"{k} {ms([r[k] for r in runs])}" for k in keys))
+lbph = []
+for s in seeds:
+    line = open(f"{work}/center-{s}.lbph").read()
+    lbph.append(float(line.split("LBPH rank-1 ")[1].split(",")[0]))
+print(f"LBPH     rank1 {ms(lbph)} (same test people as the centre runs)")
+PY
+echo "runs in $work"

@@ -1,0 +1,221 @@
+// faceid-server: serves the faceid.v1 API over gRPC.
+//
+//   faceid-server --model FILE --db FILE [--listen 127.0.0.1:50051] [--index flat|hnsw|ivf]
+//                 [--threads N] [--api-key-file F] [--tls-cert F --tls-key F]
+//                 [--max-image-bytes N] [--log-level L]
+//   faceid-server backup --db FILE --out FILE
+//
+// Restore a backup by starting the server with --db on the copy.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "core/face_pipeline.h"
+#include "core/log.h"
+#include "core/nn/embedder_factory.h"
+#include "server/face_finder.h"
+#include "server/gallery.h"
+#include "server/index.h"
+#include "server/server.h"
+#include "server/service.h"
+#include "server/store.h"
+
+namespace faceid {
+namespace {
+
+// In-flight requests get this long to finish after SIGTERM/SIGINT.
+constexpr std::chrono::seconds kShutdownGrace{10};
+
+int g_signal_pipe[2] = {-1, -1};
+
+void OnSignal(int signal_number) {
+  const unsigned char byte = static_cast<unsigned char>(signal_number);
+  // Nothing else is async-signal-safe to do here; a full pipe means a stop is pending anyway.
+  [[maybe_unused]] const ssize_t written = write(g_signal_pipe[1], &byte, 1);
+}
+
+struct Flags {
+  std::string model;
+  std::string db;
+  std::string listen = "127.0.0.1:50051";
+  std::string index = "flat";
+  int threads = 8;
+  std::string api_key_file;
+  std::string tls_cert;
+  std::string tls_key;
+  std::int64_t max_image_bytes = 16 << 20;
+  std::string log_level = "info";
+};
+
+StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot read " + what + " '" + path + "'");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string Trim(std::string text) {
+  const auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  text.erase(text.begin(), std::find_if(text.begin(), text.end(), not_space));
+  text.erase(std::find_if(text.rbegin(), text.rend(), not_space).base(), text.end());
+  return text;
+}
+
+Status Serve(const Flags& flags) {
+  // SIGTERM/SIGINT: the handler only writes the signal number to a pipe (libraries may have
+  // started threads before main, so masking signals cannot route them to one thread).
+  if (pipe(g_signal_pipe) != 0) return absl::InternalError("cannot create the signal pipe");
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+
+  FACEID_RETURN_IF_ERROR(InitLogging(flags.log_level));
+  auto log = Logger("server");
+  if (flags.model.empty() || flags.db.empty()) {
+    return absl::InvalidArgumentError("--model and --db are required");
+  }
+  FACEID_ASSIGN_OR_RETURN(const IndexType index_type, ParseIndexType(flags.index));
+  std::string api_key;
+  if (!flags.api_key_file.empty()) {
+    FACEID_ASSIGN_OR_RETURN(std::string key, ReadFile(flags.api_key_file, "API key file"));
+    api_key = Trim(key);
+    if (api_key.empty()) {
+      return absl::InvalidArgumentError("API key file '" + flags.api_key_file + "' is empty");
+    }
+  }
+  ServerOptions server_options;
+  server_options.listen = flags.listen;
+  server_options.threads = flags.threads;
+  server_options.max_image_bytes = flags.max_image_bytes;
+  if (!flags.tls_cert.empty() || !flags.tls_key.empty()) {
+    FACEID_ASSIGN_OR_RETURN(server_options.tls_cert_pem, ReadFile(flags.tls_cert, "TLS cert"));
+    FACEID_ASSIGN_OR_RETURN(server_options.tls_key_pem, ReadFile(flags.tls_key, "TLS key"));
+  }
+  log->info(
+      "faceid-server {}: listen {}, db {}, index {}, threads {}, max image {} bytes, "
+      "API key {}, TLS {}",
+      FACEID_VERSION, flags.listen, flags.db, flags.index, flags.threads, flags.max_image_bytes,
+      api_key.empty() ? "off" : "required", server_options.tls_cert_pem.empty() ? "off" : "on");
+
+  // Model and pipeline: the model must have been trained on this pipeline's crops.
+  FACEID_ASSIGN_OR_RETURN(std::unique_ptr<Embedder> embedder, LoadEmbedder(flags.model));
+  const ModelInfo& info = embedder->info();
+  log->info(
+      "model {}: name {}, version {}, {} input {} px, {}-d, pipeline {}, threshold {:.3f}, "
+      "device {}",
+      flags.model, info.name, info.version, info.network.architecture, info.network.input_size,
+      info.network.embedding_dim, info.pipeline_version, info.threshold, embedder->device());
+  if (info.pipeline_version != kPipelineVersion) {
+    return absl::FailedPreconditionError("model '" + flags.model + "' was trained with pipeline " +
+                                         info.pipeline_version + ", this server runs " +
+                                         kPipelineVersion);
+  }
+  PipelineOptions pipeline_options;
+  pipeline_options.limits.max_image_bytes = static_cast<std::size_t>(flags.max_image_bytes);
+  pipeline_options.crop_size = info.crop_size;
+  FACEID_ASSIGN_OR_RETURN(std::unique_ptr<FacePipeline> pipeline,
+                          FacePipeline::Create(pipeline_options));
+  PipelineFaceFinder finder(*pipeline);
+
+  FACEID_ASSIGN_OR_RETURN(std::unique_ptr<GalleryStore> store, GalleryStore::Open(flags.db));
+  IndexOptions index_options;
+  index_options.type = index_type;
+  GalleryManager galleries(std::move(store), info.network.embedding_dim, index_options);
+  ServiceOptions service_options;
+  service_options.max_image_bytes = flags.max_image_bytes;
+  service_options.max_in_flight = flags.threads;
+  service_options.api_key = api_key;
+  FaceService service(&galleries, &finder, embedder.get(), service_options);
+
+  FACEID_ASSIGN_OR_RETURN(std::unique_ptr<FaceServer> server,
+                          FaceServer::Start(server_options, &service));
+  const std::string host = flags.listen.substr(0, flags.listen.rfind(':'));
+  log->info("listening on {}:{}", host, server->port());
+  std::thread waiter([&] {
+    unsigned char signal_number = 0;
+    while (read(g_signal_pipe[0], &signal_number, 1) < 0 && errno == EINTR) {
+    }
+    if (signal_number != 0) {
+      log->info("signal {}: finishing in-flight requests, then stopping", signal_number);
+    }
+    server->Shutdown(kShutdownGrace);
+  });
+
+  // Requests are answered UNAVAILABLE until the gallery is re-embedded and indexed.
+  const auto started = std::chrono::steady_clock::now();
+  Status prepared = galleries.Prepare(*embedder);
+  if (!prepared.ok()) {
+    log->error("cannot prepare the gallery: {}", std::string(prepared.message()));
+    const unsigned char stop = 0;
+    if (write(g_signal_pipe[1], &stop, 1) != 1) std::abort();
+    waiter.join();
+    return prepared;
+  }
+  FACEID_ASSIGN_OR_RETURN(std::vector<GalleryCounts> counts, galleries.store().ListGalleries());
+  std::int64_t faces = 0;
+  for (const GalleryCounts& gallery : counts) faces += gallery.faces;
+  server->SetServing(true);
+  log->info("gallery ready in {:.2f} s: {} galleries, {} faces; serving",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+            counts.size(), faces);
+
+  server->Wait();
+  waiter.join();
+  log->info("stopped");
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace faceid
+
+int main(int argc, char** argv) {
+  faceid::Flags flags;
+  CLI::App app{"faceid-server: face enrollment and identification over gRPC"};
+  app.add_option("--model", flags.model, "model file written by faceid-train");
+  app.add_option("--db", flags.db, "SQLite gallery database (created when absent)");
+  app.add_option("--listen", flags.listen, "host:port to listen on")->capture_default_str();
+  app.add_option("--index", flags.index, "flat (exact), hnsw or ivf")->capture_default_str();
+  app.add_option("--threads", flags.threads, "requests worked on at once; more are refused")
+      ->capture_default_str();
+  app.add_option("--api-key-file", flags.api_key_file, "file holding the required API key");
+  app.add_option("--tls-cert", flags.tls_cert, "PEM certificate (with --tls-key)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key (with --tls-cert)");
+  app.add_option("--max-image-bytes", flags.max_image_bytes,
+                 "largest accepted image; also sets the gRPC receive limit")
+      ->capture_default_str();
+  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+
+  std::string backup_db;
+  std::string backup_out;
+  CLI::App* backup = app.add_subcommand("backup", "copy a database while a server may use it");
+  backup->add_option("--db", backup_db, "database to copy")->required();
+  backup->add_option("--out", backup_out, "file to write")->required();
+  CLI11_PARSE(app, argc, argv);
+
+  faceid::Status status;
+  if (*backup) {
+    status = faceid::BackupDatabase(backup_db, backup_out);
+    if (status.ok()) std::cout << "backed up " << backup_db << " to " << backup_out << "\n";
+  } else {
+    status = faceid::Serve(flags);
+  }
+  if (!status.ok()) {
+    std::cerr << "faceid-server: " << status.message() << "\n";
+    return EXIT_FAILURE;
+  }
+  return EXIT_SUCCESS;
+}

@@ -1,0 +1,79 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace faceid {
+
+namespace {
+
+// Threads beyond `threads` so an overloaded server can still answer RESOURCE_EXHAUSTED.
+constexpr int kSpareThreads = 4;
+
+}  // namespace
+
+StatusOr<std::unique_ptr<FaceServer>> FaceServer::Start(const ServerOptions& options,
+                                                        FaceService* service) {
+  if (options.threads < 1) return absl::InvalidArgumentError("--threads must be at least 1");
+  if (options.max_image_bytes < 1) {
+    return absl::InvalidArgumentError("--max-image-bytes must be positive");
+  }
+  if (options.tls_cert_pem.empty() != options.tls_key_pem.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key");
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_pem.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({options.tls_key_pem, options.tls_cert_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, credentials, &port);
+  builder.RegisterService(service);
+  const std::int64_t receive_limit = std::min<std::int64_t>(
+      options.max_image_bytes + kRequestOverheadBytes, std::numeric_limits<int>::max());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(receive_limit));
+  grpc::ResourceQuota quota("faceid-server");
+  quota.SetMaxThreads(options.threads + kSpareThreads);
+  builder.SetResourceQuota(quota);
+
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return absl::UnavailableError("cannot listen on '" + options.listen +
+                                  "' (address in use, or not host:port?)");
+  }
+  auto running = std::unique_ptr<FaceServer>(new FaceServer(std::move(server), port));
+  running->SetServing(false);
+  return running;
+}
+
+void FaceServer::SetServing(bool serving) {
+  if (auto* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(serving);
+    health->SetServingStatus(faceid::v1::FaceId::service_full_name(), serving);
+  }
+}
+
+FaceServer::FaceServer(std::unique_ptr<grpc::Server> server, int port)
+    : server_(std::move(server)), port_(port) {}
+
+FaceServer::~FaceServer() {
+  Shutdown(std::chrono::milliseconds(0));
+  server_->Wait();
+}
+
+void FaceServer::Shutdown(std::chrono::milliseconds grace) {
+  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+}
+
+void FaceServer::Wait() { server_->Wait(); }
+
+}  // namespace faceid

@@ -1,0 +1,167 @@
+// GalleryIndex: nearest first, removed ids never returned, approximate checked against exact.
+#include "server/index.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace faceid {
+namespace {
+
+constexpr int kDim = 32;
+
+std::vector<float> RandomUnitVectors(int n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> v(static_cast<std::size_t>(n) * kDim);
+  for (int i = 0; i < n; ++i) {
+    double norm = 0;
+    for (int d = 0; d < kDim; ++d) {
+      v[i * kDim + d] = normal(rng);
+      norm += v[i * kDim + d] * v[i * kDim + d];
+    }
+    for (int d = 0; d < kDim; ++d) v[i * kDim + d] /= static_cast<float>(std::sqrt(norm));
+  }
+  return v;
+}
+
+std::vector<float> Row(const std::vector<float>& v, int i) {
+  return std::vector<float>(v.begin() + i * kDim, v.begin() + (i + 1) * kDim);
+}
+
+std::vector<std::int64_t> Ids(int n, std::int64_t first = 100) {
+  std::vector<std::int64_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[i] = first + i;
+  return ids;
+}
+
+IndexOptions Options(IndexType type) {
+  IndexOptions options;
+  options.type = type;
+  options.ivf_min_train_vectors = 400;
+  return options;
+}
+
+class GalleryIndexTypesTest : public ::testing::TestWithParam<IndexType> {};
+
+TEST_P(GalleryIndexTypesTest, SearchReturnsTheQueriedVectorFirst) {
+  GalleryIndex index(kDim, Options(GetParam()));
+  const int n = 600;
+  const auto vectors = RandomUnitVectors(n, 1);
+  ASSERT_TRUE(index.Add(Ids(n), vectors).ok());
+  EXPECT_EQ(index.size(), n);
+  for (int i = 0; i < n; i += 37) {
+    auto hits = index.Search(Row(vectors, i), 3);
+    ASSERT_TRUE(hits.ok()) << hits.status();
+    ASSERT_EQ(hits->size(), 3u);
+    EXPECT_EQ((*hits)[0].face_id, 100 + i);
+    EXPECT_NEAR((*hits)[0].similarity, 1.f, 1e-4);
+    EXPECT_GE((*hits)[0].similarity, (*hits)[1].similarity);
+  }
+}
+
+TEST_P(GalleryIndexTypesTest, RemovedFaceIsNeverReturned) {
+  GalleryIndex index(kDim, Options(GetParam()));
+  const int n = 500;
+  const auto vectors = RandomUnitVectors(n, 2);
+  ASSERT_TRUE(index.Add(Ids(n), vectors).ok());
+  std::vector<std::int64_t> removed;
+  for (int i = 0; i < n; i += 3) removed.push_back(100 + i);
+  ASSERT_TRUE(index.Remove(removed).ok());
+  const std::set<std::int64_t> gone(removed.begin(), removed.end());
+  EXPECT_EQ(index.size(), n - static_cast<int>(removed.size()));
+  for (int i = 0; i < n; i += 3) {
+    auto hits = index.Search(Row(vectors, i), 10);
+    ASSERT_TRUE(hits.ok());
+    EXPECT_EQ(hits->size(), 10u);
+    for (const IndexHit& hit : *hits) EXPECT_EQ(gone.count(hit.face_id), 0u) << hit.face_id;
+  }
+  // Every live vector is still found.
+  auto hits = index.Search(Row(vectors, 1), 1);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].face_id, 101);
+}
+
+TEST_P(GalleryIndexTypesTest, RemovingEverythingLeavesAnEmptyIndex) {
+  GalleryIndex index(kDim, Options(GetParam()));
+  const auto vectors = RandomUnitVectors(20, 3);
+  ASSERT_TRUE(index.Add(Ids(20), vectors).ok());
+  ASSERT_TRUE(index.Remove(Ids(20)).ok());
+  EXPECT_EQ(index.size(), 0);
+  auto hits = index.Search(Row(vectors, 0), 5);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_TRUE(hits->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, GalleryIndexTypesTest,
+                         ::testing::Values(IndexType::kFlat, IndexType::kHnsw, IndexType::kIvf),
+                         [](const auto& info) { return IndexTypeName(info.param); });
+
+TEST(GalleryIndexTest, EmptyIndexGivesNoHits) {
+  GalleryIndex index(kDim, Options(IndexType::kFlat));
+  auto hits = index.Search(std::vector<float>(kDim, 0.f), 5);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_TRUE(hits->empty());
+}
+
+TEST(GalleryIndexTest, BadSizesAndDuplicateIdsAreInvalidArgument) {
+  GalleryIndex index(kDim, Options(IndexType::kFlat));
+  EXPECT_TRUE(absl::IsInvalidArgument(index.Add({1, 2}, std::vector<float>(kDim))));
+  ASSERT_TRUE(index.Add({1}, RandomUnitVectors(1, 4)).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(index.Add({1}, RandomUnitVectors(1, 5))));
+  EXPECT_TRUE(absl::IsInvalidArgument(index.Search(std::vector<float>(kDim + 1), 1).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index.Search(std::vector<float>(kDim), 0).status()));
+}
+
+TEST(GalleryIndexTest, ParseIndexTypeKnowsTheThreeNames) {
+  EXPECT_EQ(*ParseIndexType("hnsw"), IndexType::kHnsw);
+  EXPECT_EQ(*ParseIndexType("ivf"), IndexType::kIvf);
+  EXPECT_EQ(*ParseIndexType("flat"), IndexType::kFlat);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseIndexType("lsh").status()));
+}
+
+// Approximate search against exact ground truth on clustered data (like real embeddings:
+// several photos per person), as faiss's own tests do.
+TEST(GalleryIndexTest, HnswAndIvfRecallAgainstFlat) {
+  const int people = 300;
+  const int photos = 4;
+  const auto centres = RandomUnitVectors(people, 6);
+  const auto noise = RandomUnitVectors(people * photos, 7);
+  std::vector<float> vectors(static_cast<std::size_t>(people) * photos * kDim);
+  for (int p = 0; p < people; ++p) {
+    for (int k = 0; k < photos; ++k) {
+      const int row = p * photos + k;
+      double norm = 0;
+      for (int d = 0; d < kDim; ++d) {
+        vectors[row * kDim + d] = centres[p * kDim + d] + 0.3f * noise[row * kDim + d];
+        norm += vectors[row * kDim + d] * vectors[row * kDim + d];
+      }
+      for (int d = 0; d < kDim; ++d) vectors[row * kDim + d] /= static_cast<float>(std::sqrt(norm));
+    }
+  }
+  const int n = people * photos;
+  GalleryIndex flat(kDim, Options(IndexType::kFlat));
+  GalleryIndex hnsw(kDim, Options(IndexType::kHnsw));
+  GalleryIndex ivf(kDim, Options(IndexType::kIvf));
+  for (GalleryIndex* index : {&flat, &hnsw, &ivf}) ASSERT_TRUE(index->Add(Ids(n), vectors).ok());
+  const auto queries = RandomUnitVectors(200, 8);
+  int hnsw_agree = 0;
+  int ivf_agree = 0;
+  for (int q = 0; q < 200; ++q) {
+    std::vector<float> query = Row(centres, q % people);
+    for (int d = 0; d < kDim; ++d) query[d] += 0.3f * queries[q * kDim + d];
+    const auto exact = flat.Search(query, 1);
+    ASSERT_TRUE(exact.ok());
+    hnsw_agree += (*hnsw.Search(query, 1))[0].face_id == (*exact)[0].face_id;
+    ivf_agree += (*ivf.Search(query, 1))[0].face_id == (*exact)[0].face_id;
+  }
+  EXPECT_GE(hnsw_agree, 190);
+  EXPECT_GE(ivf_agree, 180);
+}
+
+}  // namespace
+}  // namespace faceid

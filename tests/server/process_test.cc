@@ -1,0 +1,260 @@
+// faceid-server as a child process: SIGKILL at random moments while a client enrolls (every
+// acknowledged face survives), graceful SIGTERM, and the backup subcommand.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/nn/embedder_factory.h"
+#include "faceid/v1/faceid.grpc.pb.h"
+#include "server/store.h"
+
+namespace faceid {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kCrashRounds = 3;
+constexpr double kStartTimeoutS = 90;
+
+std::string ReadAll(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// LFW photos (250x250, used as face crops), in a fixed order.
+std::vector<std::string> LfwPhotos(std::size_t count) {
+  std::vector<fs::path> files;
+  for (const auto& person :
+       fs::directory_iterator(fs::path(FACEID_DATA_DIR) / "lfw_deepfunneled")) {
+    for (const auto& photo : fs::directory_iterator(person.path())) files.push_back(photo.path());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> photos;
+  for (std::size_t i = 0; i < files.size() && photos.size() < count; i += 7) {
+    photos.push_back(ReadAll(files[i]));
+  }
+  return photos;
+}
+
+class ChildServer {
+ public:
+  ChildServer(fs::path dir, std::string model) : dir_(std::move(dir)), model_(std::move(model)) {}
+  ~ChildServer() { Kill(SIGKILL); }
+
+  // Starts faceid-server on 127.0.0.1 port 0; returns the port once it logs "serving".
+  int Start() {
+    log_ = dir_ / ("server." + std::to_string(starts_++) + ".log");
+    const std::string binary = std::string(FACEID_BIN_DIR) + "/faceid-server";
+    const std::string db = (dir_ / "gallery.db").string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::FILE* log = std::fopen(log_.c_str(), "w");
+      dup2(fileno(log), STDERR_FILENO);
+      dup2(fileno(log), STDOUT_FILENO);
+      execl(binary.c_str(), binary.c_str(), "--model", model_.c_str(), "--db", db.c_str(),
+            "--listen", "127.0.0.1:0", "--threads", "4", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(kStartTimeoutS);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string text = ReadAll(log_);
+      std::smatch match;
+      if (text.find("serving") != std::string::npos && std::regex_search(text, match, listening)) {
+        return std::stoi(match[1]);
+      }
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        ADD_FAILURE() << "faceid-server exited early:\n" << text;
+        return 0;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "faceid-server did not start:\n" << ReadAll(log_);
+    return 0;
+  }
+
+  // Sends `signal` and returns the exit status (as from waitpid).
+  int Kill(int signal) {
+    if (pid_ <= 0) return 0;
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  std::string log() const { return ReadAll(log_); }
+
+ private:
+  fs::path dir_;
+  std::string model_;
+  fs::path log_;
+  pid_t pid_ = -1;
+  int starts_ = 0;
+};
+
+class ServerProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("faceid_process_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    model_ = (dir_ / "tiny.faceid").string();
+    ASSERT_TRUE(WriteTinyRandomModel(model_, /*seed=*/3).ok());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static std::unique_ptr<v1::FaceId::Stub> StubOn(int port) {
+    return v1::FaceId::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                   grpc::InsecureChannelCredentials()));
+  }
+  static v1::EnrollRequest CropEnroll(const std::string& id, const std::string& image) {
+    v1::EnrollRequest request;
+    request.set_external_id(id);
+    request.add_images(image);
+    request.mutable_options()->set_input_is_face_crop(true);
+    return request;
+  }
+
+  fs::path dir_;
+  std::string model_;
+};
+
+TEST_F(ServerProcessTest, EveryAcknowledgedFaceSurvivesSigkill) {
+  const std::vector<std::string> photos = LfwPhotos(400);
+  ASSERT_GE(photos.size(), 100u);
+  ChildServer child(dir_, model_);
+  std::mt19937 rng(20261204);
+  struct Acked {
+    std::string id;
+    std::int64_t face_id;
+    std::size_t photo;
+  };
+  std::vector<Acked> acked;
+  std::set<std::string> maybe;  // in flight when the server was killed
+  std::size_t next_photo = 0;
+
+  for (int round = 0; round < kCrashRounds; ++round) {
+    const int port = child.Start();
+    ASSERT_GT(port, 0);
+    std::atomic<bool> stop{false};
+    std::thread client([&] {
+      auto stub = StubOn(port);
+      while (!stop && next_photo < photos.size()) {
+        const std::string id = "r" + std::to_string(round) + "_" + std::to_string(next_photo);
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        v1::EnrollResponse response;
+        const grpc::Status status =
+            stub->Enroll(&context, CropEnroll(id, photos[next_photo]), &response);
+        if (!status.ok()) {
+          maybe.insert(id);
+          break;
+        }
+        acked.push_back({id, response.faces(0).face_id(), next_photo});
+        ++next_photo;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 1200));
+    child.Kill(SIGKILL);
+    stop = true;
+    client.join();
+  }
+  ASSERT_GT(acked.size(), 5u);
+  std::printf("%zu enrolls acknowledged over %d SIGKILL rounds\n", acked.size(), kCrashRounds);
+
+  const int port = child.Start();
+  ASSERT_GT(port, 0);
+  auto stub = StubOn(port);
+  for (const Acked& face : acked) {
+    grpc::ClientContext context;
+    v1::GetPersonRequest get;
+    get.set_external_id(face.id);
+    v1::Person person;
+    ASSERT_TRUE(stub->GetPerson(&context, get, &person).ok()) << face.id;
+    ASSERT_EQ(person.faces_size(), 1) << face.id;
+    EXPECT_EQ(person.faces(0).face_id(), face.face_id);
+  }
+  // Identifiable: the same photo finds its own face with similarity 1.
+  for (std::size_t i = 0; i < acked.size(); i += std::max<std::size_t>(1, acked.size() / 20)) {
+    grpc::ClientContext context;
+    v1::IdentifyRequest request;
+    request.add_images(photos[acked[i].photo]);
+    request.set_input_is_face_crop(true);
+    v1::IdentifyResponse response;
+    ASSERT_TRUE(stub->Identify(&context, request, &response).ok());
+    bool found = false;
+    for (const auto& candidate : response.results(0).faces(0).candidates()) {
+      if (candidate.face_id() == acked[i].face_id && candidate.similarity() > 0.999f) found = true;
+    }
+    EXPECT_TRUE(found) << acked[i].id;
+  }
+  // Nothing half-written: every stored person is acknowledged or was in flight, with its face.
+  grpc::ClientContext list_context;
+  v1::ListPeopleRequest list;
+  list.set_page_size(1000);
+  v1::ListPeopleResponse people;
+  ASSERT_TRUE(stub->ListPeople(&list_context, list, &people).ok());
+  std::set<std::string> acked_ids;
+  for (const Acked& face : acked) acked_ids.insert(face.id);
+  for (const auto& person : people.people()) {
+    EXPECT_TRUE(acked_ids.count(person.external_id()) || maybe.count(person.external_id()))
+        << person.external_id();
+    EXPECT_EQ(person.face_count(), 1) << person.external_id();
+  }
+  EXPECT_GE(people.total_people(), static_cast<std::int64_t>(acked.size()));
+}
+
+TEST_F(ServerProcessTest, SigtermStopsGracefullyAndBackupCopiesTheGallery) {
+  const std::vector<std::string> photos = LfwPhotos(1);
+  ChildServer child(dir_, model_);
+  const int port = child.Start();
+  ASSERT_GT(port, 0);
+  {
+    auto stub = StubOn(port);
+    grpc::ClientContext context;
+    v1::EnrollResponse response;
+    ASSERT_TRUE(stub->Enroll(&context, CropEnroll("alice", photos[0]), &response).ok());
+  }
+  const int status = child.Kill(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status) << "\n" << child.log();
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(child.log().find("stopped"), std::string::npos) << child.log();
+
+  const std::string binary = std::string(FACEID_BIN_DIR) + "/faceid-server";
+  const std::string copy = (dir_ / "copy.db").string();
+  const std::string command =
+      binary + " backup --db " + (dir_ / "gallery.db").string() + " --out " + copy + " > /dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  auto store = GalleryStore::Open(copy);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto person = (*store)->GetPerson("default", "alice");
+  ASSERT_TRUE(person.ok()) << person.status();
+  EXPECT_EQ(person->face_count, 1);
+  const std::string missing =
+      binary + " backup --db " + (dir_ / "none.db").string() + " --out " + copy + " 2> /dev/null";
+  EXPECT_NE(std::system(missing.c_str()), 0);
+}
+
+}  // namespace
+}  // namespace faceid
