@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -334,6 +335,7 @@ StatusOr<AlignedSet> AlignPeople(const FacePipeline& pipeline,
   }
   std::vector<StatusOr<JobResult>> results(jobs.size(), JobResult{});
   std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> done{0};
   auto worker = [&] {
     for (std::size_t i = next++; i < jobs.size(); i = next++) {
       try {
@@ -341,10 +343,23 @@ StatusOr<AlignedSet> AlignPeople(const FacePipeline& pipeline,
       } catch (const cv::Exception& e) {
         results[i] = absl::InternalError("OpenCV failed on " + jobs[i].path + ": " + e.what());
       }
+      ++done;
     }
   };
   std::vector<std::thread> threads;
   for (int t = 0; t < std::max(1, options.threads); ++t) threads.emplace_back(worker);
+  if (options.progress) {
+    auto last = std::chrono::steady_clock::now();
+    while (done.load() < jobs.size()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto now = std::chrono::steady_clock::now();
+      if (std::chrono::duration<double>(now - last).count() >= options.progress_every_s) {
+        options.progress(done.load(), jobs.size());
+        last = now;
+      }
+    }
+    options.progress(jobs.size(), jobs.size());
+  }
   for (auto& t : threads) t.join();
 
   std::vector<int> kept_per_label(set.names.size(), 0);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <string>
@@ -98,6 +99,11 @@ struct AlignOptions {
   int threads = 2;
   // People keeping fewer aligned images than this are dropped (listed in `skipped`).
   int min_images = 1;
+  // Called from the calling thread about every `progress_every_s` while images are aligned
+  // (a cold alignment of a large set takes minutes), with images done and in total, and once
+  // more at the end with done == total.
+  std::function<void(std::size_t done, std::size_t total)> progress;
+  double progress_every_s = 10;
 };
 
 // People to align: the listing entries named in `names` (in that order).

@@ -401,6 +401,17 @@ StatusOr<AlignedSet> AlignPart(const FacePipeline& pipeline,
   align.cache_dir = cache_dir;
   align.threads = o.align_threads;
   align.min_images = 2;
+  const auto start = std::chrono::steady_clock::now();
+  align.progress = [&](std::size_t done, std::size_t total) {
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double rate = s > 0 ? double(done) / s : 0;
+    Logger("trainer")->info("aligning {} people: {}/{} images, {:.1f}/s, about {:.0f} s left",
+                            part == 0   ? "training"
+                            : part == 1 ? "validation"
+                                        : "test",
+                            done, total, rate, rate > 0 ? double(total - done) / rate : 0.0);
+  };
   return AlignPeople(pipeline, people, align);
 }
 
@@ -690,15 +701,16 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
     FACEID_RETURN_IF_ERROR(SaveCheckpoint(m, saved, data.split, ckpt_path));
     if (stop) p = saved;
     if (o.time_budget_s > 0 && epoch_done && p.epoch == 0 && o.resume.empty()) {
-      const double epoch_s = std::chrono::duration<double>(
-                                 std::chrono::steady_clock::now() - start).count();
+      const double epoch_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const int fit = int(o.time_budget_s / std::max(1e-3, epoch_s));
       planned_epochs = std::clamp(fit, 1, o.epochs);
       total_steps = steps_per_epoch * planned_epochs;
       if (planned_epochs < o.epochs) {
-        log->info("time budget {:.0f} s: {:.1f} s per epoch, so {} of {} epochs, with the "
-                  "learning-rate schedule fitted to them",
-                  o.time_budget_s, epoch_s, planned_epochs, o.epochs);
+        log->info(
+            "time budget {:.0f} s: {:.1f} s per epoch, so {} of {} epochs, with the "
+            "learning-rate schedule fitted to them",
+            o.time_budget_s, epoch_s, planned_epochs, o.epochs);
       }
     }
   }

@@ -146,6 +146,25 @@ TEST(AlignPeopleTest, CachesCropsAndListsUnreadableImages) {
   EXPECT_EQ(cv::norm(second->images[0].crop, first->images[0].crop, cv::NORM_INF), 0.0);
 }
 
+TEST(AlignPeopleTest, ReportsProgressEndingWithEveryImageDone) {
+  TempDir dir;
+  fs::create_directories(dir.path() + "/ann");
+  for (int i = 0; i < 4; ++i) WriteNoiseImage(dir.path() + "/ann/" + std::to_string(i) + ".png", i);
+  auto pipeline = FacePipeline::Create(PipelineOptions());
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status();
+  auto listing = ListDataset({dir.path(), true}, {});
+  ASSERT_TRUE(listing.ok());
+  AlignOptions options;
+  std::vector<std::pair<std::size_t, std::size_t>> calls;
+  options.progress = [&](std::size_t done, std::size_t total) { calls.emplace_back(done, total); };
+  options.progress_every_s = 0;
+  std::vector<std::pair<DatasetSpec, PersonImages>> people = {{listing->spec, listing->people[0]}};
+  ASSERT_TRUE(AlignPeople(**pipeline, people, options).ok());
+  ASSERT_FALSE(calls.empty());
+  EXPECT_EQ(calls.back(), std::make_pair(std::size_t{4}, std::size_t{4}));
+  for (const auto& [done, total] : calls) EXPECT_LE(done, total);
+}
+
 TEST(AugmentTest, SameSeedSameImageOtherSeedDiffers) {
   cv::Mat crop(112, 112, CV_8UC3);
   cv::randu(crop, 0, 255);
