@@ -35,6 +35,9 @@ StatusOr<std::unique_ptr<FaceServer>> FaceServer::Start(const ServerOptions& opt
   }
   grpc::ServerBuilder builder;
   int port = 0;
+  // gRPC sets SO_REUSEPORT by default, which lets a second server silently share the port
+  // (clients would then reach either database at random): refuse a port in use instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.listen, credentials, &port);
   builder.RegisterService(service);
   const std::int64_t receive_limit = std::min<std::int64_t>(

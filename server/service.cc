@@ -24,6 +24,10 @@ constexpr std::size_t kMaxGalleryName = 64;
 constexpr std::size_t kMaxExternalId = 128;
 constexpr std::size_t kMaxMetadataKeys = 64;
 constexpr std::size_t kMaxMetadataValueBytes = 1024;
+constexpr std::size_t kMaxMetadataKeyBytes = 128;
+// Names travel in every Identify candidate, so they are capped well below gRPC's 4 MiB
+// default client receive limit.
+constexpr std::size_t kMaxDisplayNameBytes = 256;
 
 grpc::Status ToGrpc(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -72,9 +76,35 @@ Status CheckMetadata(const google::protobuf::Map<std::string, std::string>& meta
   }
   for (const auto& [key, value] : metadata) {
     if (key.empty()) return absl::InvalidArgumentError("metadata keys must not be empty");
+    if (key.size() > kMaxMetadataKeyBytes) {
+      return absl::InvalidArgumentError("a metadata key is over 128 bytes");
+    }
     if (value.size() > kMaxMetadataValueBytes) {
       return absl::InvalidArgumentError("metadata value of '" + key + "' is over 1 KiB");
     }
+  }
+  return absl::OkStatus();
+}
+
+Status CheckDisplayName(const std::string& name) {
+  if (name.size() > kMaxDisplayNameBytes) {
+    return absl::InvalidArgumentError("display_name is " + std::to_string(name.size()) +
+                                      " bytes; at most 256 are allowed");
+  }
+  for (char c : name) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      return absl::InvalidArgumentError("display_name contains a control character");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Between images of a request: stop working for a client that has gone (cancelled, or past
+// its deadline), so abandoned requests do not hold an in-flight slot for long.
+Status CheckNotCancelled(grpc::ServerContext* context) {
+  if (context != nullptr && context->IsCancelled()) {
+    return absl::CancelledError("the client cancelled the request or its deadline passed");
   }
   return absl::OkStatus();
 }
@@ -274,6 +304,7 @@ grpc::Status FaceService::Enroll(grpc::ServerContext* context, const v1::EnrollR
   return Serve("Enroll", context, true, [&]() -> Status {
     FACEID_ASSIGN_OR_RETURN(const std::string gallery, GalleryName(request->gallery()));
     FACEID_RETURN_IF_ERROR(CheckExternalId(request->external_id()));
+    FACEID_RETURN_IF_ERROR(CheckDisplayName(request->display_name()));
     FACEID_RETURN_IF_ERROR(CheckMetadata(request->metadata()));
     const v1::EnrollOptions& options = request->options();
     if (options.face_selection() == v1::FACE_SELECTION_ALL) {
@@ -292,6 +323,7 @@ grpc::Status FaceService::Enroll(grpc::ServerContext* context, const v1::EnrollR
     std::map<int, Status> image_errors;
     std::vector<cv::Mat> crops;
     for (int i = 0; i < n; ++i) {
+      FACEID_RETURN_IF_ERROR(CheckNotCancelled(context));
       const std::string& image = request->images(i);
       const std::string what = "image " + std::to_string(i);
       auto find = [&]() -> StatusOr<AlignedFace> {
@@ -389,6 +421,7 @@ grpc::Status FaceService::Identify(grpc::ServerContext* context, const v1::Ident
     std::vector<cv::Mat> crops;
     std::vector<std::pair<int, AlignedFace>> faces;
     for (int i = 0; i < n; ++i) {
+      FACEID_RETURN_IF_ERROR(CheckNotCancelled(context));
       v1::ImageResult* result = response->add_results();
       result->set_image_index(i);
       StatusOr<PipelineResult> found =
@@ -449,6 +482,7 @@ grpc::Status FaceService::Verify(grpc::ServerContext* context, const v1::VerifyR
     FillFace(probe, response->mutable_face());
 
     if (request->reference_case() == v1::VerifyRequest::kOtherImage) {
+      FACEID_RETURN_IF_ERROR(CheckNotCancelled(context));
       FACEID_ASSIGN_OR_RETURN(AlignedFace other,
                               largest_face(request->other_image(), "other_image"));
       FACEID_ASSIGN_OR_RETURN(std::vector<std::vector<float>> embeddings,
@@ -527,16 +561,15 @@ grpc::Status FaceService::UpdatePerson(grpc::ServerContext* context,
     FACEID_RETURN_IF_ERROR(CheckMetadata(request->metadata()));
     std::optional<std::string> display_name;
     if (request->display_name_update_case() == v1::UpdatePersonRequest::kDisplayName) {
+      FACEID_RETURN_IF_ERROR(CheckDisplayName(request->display_name()));
       display_name = request->display_name();
     }
     std::map<std::string, std::string> metadata(request->metadata().begin(),
                                                 request->metadata().end());
-    FACEID_ASSIGN_OR_RETURN(PersonRow person, galleries_->store().UpdatePerson(
-                                                  gallery, request->external_id(), display_name,
-                                                  metadata, request->replace_metadata()));
-    if (person.metadata.size() > kMaxMetadataKeys) {
-      return absl::InvalidArgumentError("metadata would have more than 64 keys");
-    }
+    FACEID_ASSIGN_OR_RETURN(
+        PersonRow person,
+        galleries_->store().UpdatePerson(gallery, request->external_id(), display_name, metadata,
+                                         request->replace_metadata(), kMaxMetadataKeys));
     FillPerson(person, true, response);
     return absl::OkStatus();
   });

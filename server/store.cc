@@ -379,7 +379,8 @@ StatusOr<PersonRow> GalleryStore::UpdatePerson(const std::string& gallery,
                                                const std::string& external_id,
                                                const std::optional<std::string>& display_name,
                                                const std::map<std::string, std::string>& metadata,
-                                               bool replace_metadata) {
+                                               bool replace_metadata,
+                                               std::size_t max_metadata_keys) {
   std::lock_guard<std::mutex> lock(mutex_);
   Transaction txn(db_);
   FACEID_RETURN_IF_ERROR(txn.begun());
@@ -395,6 +396,12 @@ StatusOr<PersonRow> GalleryStore::UpdatePerson(const std::string& gallery,
     } else {
       merged[key] = value;
     }
+  }
+  // Checked before writing so a refused update changes nothing (the transaction rolls back).
+  if (merged.size() > max_metadata_keys) {
+    return absl::InvalidArgumentError("metadata would have " + std::to_string(merged.size()) +
+                                      " keys, more than " + std::to_string(max_metadata_keys) +
+                                      "; remove keys (empty value) or use replace_metadata");
   }
   Statement update(db_,
                    "UPDATE people SET display_name = ?, metadata = ?, updated_unix_ms = ? "

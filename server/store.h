@@ -122,11 +122,12 @@ class GalleryStore {
 
   // Sets the display name when given; sets the metadata keys (an empty value removes a key),
   // or replaces all of them when `replace_metadata`. Returns the person with faces.
-  // NOT_FOUND for an unknown gallery or person.
+  // NOT_FOUND for an unknown gallery or person; INVALID_ARGUMENT, with nothing changed, when
+  // the merged metadata would hold more than `max_metadata_keys` keys.
   StatusOr<PersonRow> UpdatePerson(const std::string& gallery, const std::string& external_id,
                                    const std::optional<std::string>& display_name,
                                    const std::map<std::string, std::string>& metadata,
-                                   bool replace_metadata);
+                                   bool replace_metadata, std::size_t max_metadata_keys);
 
   // Deletes the person and all its faces, erasing the bytes. NOT_FOUND when unknown.
   StatusOr<DeletedFaces> DeletePerson(const std::string& gallery, const std::string& external_id);

@@ -42,6 +42,7 @@ class TestServer {
   void set_embedder(std::unique_ptr<FakeEmbedder> embedder) { embedder_ = std::move(embedder); }
   int port() const { return server_->port(); }
   FaceServer& server() { return *server_; }
+  FaceService& service() { return *service_; }
 
  private:
   std::filesystem::path dir_;

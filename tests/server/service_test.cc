@@ -420,6 +420,60 @@ TEST_F(FaceServiceTest, InvalidRequestsAreInvalidArgumentAndStoreNothing) {
             StatusCode::INVALID_ARGUMENT);
 }
 
+// Regression: an UpdatePerson over the 64-key limit used to commit the change and only then
+// answer INVALID_ARGUMENT, so refused requests piled up keys without bound.
+TEST_F(FaceServiceTest, RefusedUpdatePersonChangesNothing) {
+  ASSERT_TRUE(Enroll(EnrollOf("kim", {Photo(15, 0)})).ok());
+  auto update = [&](int first_key, const std::string& name) {
+    grpc::ClientContext context;
+    v1::UpdatePersonRequest request;
+    request.set_external_id("kim");
+    request.set_display_name(name);
+    for (int i = first_key; i < first_key + 40; ++i) {
+      (*request.mutable_metadata())["k" + std::to_string(i)] = "v";
+    }
+    v1::Person person;
+    return stub_->UpdatePerson(&context, request, &person).error_code();
+  };
+  ASSERT_EQ(update(0, "Kim"), StatusCode::OK);
+  EXPECT_EQ(update(100, "Changed"), StatusCode::INVALID_ARGUMENT);  // 80 keys in all
+
+  grpc::ClientContext context;
+  v1::GetPersonRequest get;
+  get.set_external_id("kim");
+  v1::Person person;
+  ASSERT_TRUE(stub_->GetPerson(&context, get, &person).ok());
+  EXPECT_EQ(person.metadata_size(), 40);
+  EXPECT_EQ(person.display_name(), "Kim");
+}
+
+TEST_F(FaceServiceTest, OversizedNamesAndMetadataKeysAreRefused) {
+  auto long_name = EnrollOf("lee", {Photo(16, 0)});
+  long_name.set_display_name(std::string(257, 'n'));
+  EXPECT_EQ(Enroll(long_name).error_code(), StatusCode::INVALID_ARGUMENT);
+  auto long_key = EnrollOf("lee", {Photo(16, 0)});
+  (*long_key.mutable_metadata())[std::string(129, 'k')] = "v";
+  EXPECT_EQ(Enroll(long_key).error_code(), StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(Enroll(EnrollOf("lee", {Photo(16, 0)})).ok());
+
+  grpc::ClientContext context;
+  v1::UpdatePersonRequest update;
+  update.set_external_id("lee");
+  update.set_display_name(std::string(1 << 20, 'n'));
+  v1::Person person;
+  EXPECT_EQ(stub_->UpdatePerson(&context, update, &person).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+}
+
+// Regression: gRPC's default SO_REUSEPORT let a second server bind a port in use, so clients
+// reached either server's database at random.
+TEST_F(FaceServiceTest, SecondServerOnAPortInUseIsRefused) {
+  ServerOptions options;
+  options.listen = "127.0.0.1:" + std::to_string(server_.port());
+  auto second = FaceServer::Start(options, &server_.service());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(FaceServiceTest, UnknownThingsAreNotFound) {
   v1::Person person;
   grpc::ClientContext update_context;

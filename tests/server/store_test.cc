@@ -135,8 +135,8 @@ TEST_F(GalleryStoreTest, UnknownGalleryAndPersonAreNotFound) {
   EXPECT_TRUE(absl::IsNotFound(store_->DeletePerson("default", "x").status()));
   EXPECT_TRUE(absl::IsNotFound(store_->DeleteFace("default", 12345).status()));
   EXPECT_TRUE(absl::IsNotFound(store_->DeleteGallery("nowhere").status()));
-  EXPECT_TRUE(
-      absl::IsNotFound(store_->UpdatePerson("default", "x", std::string("n"), {}, false).status()));
+  EXPECT_TRUE(absl::IsNotFound(
+      store_->UpdatePerson("default", "x", std::string("n"), {}, false, 64).status()));
 }
 
 TEST_F(GalleryStoreTest, FaceOfAnotherGalleryIsNotFound) {
@@ -152,11 +152,12 @@ TEST_F(GalleryStoreTest, FaceOfAnotherGalleryIsNotFound) {
 TEST_F(GalleryStoreTest, UpdatePersonMergesOrReplacesMetadata) {
   ASSERT_TRUE(
       store_->Enroll("default", "d", "Dee", {{"a", "1"}, {"b", "2"}}, {Face("s", 0.1f)}, "m").ok());
-  auto merged = store_->UpdatePerson("default", "d", std::nullopt, {{"b", ""}, {"c", "3"}}, false);
+  auto merged =
+      store_->UpdatePerson("default", "d", std::nullopt, {{"b", ""}, {"c", "3"}}, false, 64);
   ASSERT_TRUE(merged.ok());
   EXPECT_EQ(merged->display_name, "Dee");
   EXPECT_EQ(merged->metadata, (std::map<std::string, std::string>{{"a", "1"}, {"c", "3"}}));
-  auto replaced = store_->UpdatePerson("default", "d", std::string(""), {{"z", "9"}}, true);
+  auto replaced = store_->UpdatePerson("default", "d", std::string(""), {{"z", "9"}}, true, 64);
   ASSERT_TRUE(replaced.ok());
   EXPECT_EQ(replaced->display_name, "");
   EXPECT_EQ(replaced->metadata, (std::map<std::string, std::string>{{"z", "9"}}));
