@@ -1,5 +1,7 @@
 #include "core/image_decoder.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <new>
 #include <string>
@@ -13,6 +15,55 @@ namespace faceid {
 namespace {
 
 constexpr int kAlphaBackground = 128;  // neutral grey behind transparent pixels
+
+// A TIFF tile may exceed the image it covers (a 100x100 image in one 256x256 tile is normal),
+// but not by much: a tile larger than both kMaxTileToImageRatio times the image area and
+// kTileAreaAlwaysAllowed pixels (1024x1024, so small images with usual tiles pass) is
+// refused, even under max_pixels. OpenCV allocates a whole tile at once, so this keeps a tiny
+// file from costing more memory than the image it declares.
+constexpr std::int64_t kMaxTileToImageRatio = 4;
+constexpr std::int64_t kTileAreaAlwaysAllowed = 1024 * 1024;
+
+// a * b without overflow: header sizes are unsigned 32-bit values (PNG, TIFF), whose product
+// does not fit an int64 (a TIFF declaring 2^32-1 squared would wrap negative and pass).
+std::uint64_t Area(std::int64_t a, std::int64_t b) {
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(a, 0)) *
+         static_cast<std::uint64_t>(std::max<std::int64_t>(b, 0));
+}
+
+// TIFF tiles and strips are decoded into one buffer each, allocated from the tags alone, so
+// a 100x100 image declaring 12288x12288 tiles costs 590 MB before anything fails. OK when
+// the declared tile or strip is within `limits` (see kMaxTileToImageRatio).
+Status CheckTiffLayout(const ImageHeader& h, const DecodeLimits& limits) {
+  const auto refuse = [&](const std::string& what, std::int64_t w, std::int64_t rows,
+                          const std::string& limit) {
+    return absl::ResourceExhaustedError("image too large: tiff declares " + what + " of " +
+                                        std::to_string(w) + "x" + std::to_string(rows) +
+                                        " pixels for a " + std::to_string(h.width) + "x" +
+                                        std::to_string(h.height) + " image, the limit is " + limit);
+  };
+  const std::string pixel_limit = std::to_string(limits.max_pixels) + " pixels";
+  if (h.tiff_tile_width > 0 || h.tiff_tile_length > 0) {
+    const std::uint64_t tile = Area(h.tiff_tile_width, h.tiff_tile_length);
+    if (tile > Area(limits.max_pixels, 1)) {
+      return refuse("tiles", h.tiff_tile_width, h.tiff_tile_length, pixel_limit);
+    }
+    if (tile > Area(kTileAreaAlwaysAllowed, 1) &&
+        tile > Area(kMaxTileToImageRatio, h.width * h.height)) {
+      return refuse("tiles", h.tiff_tile_width, h.tiff_tile_length,
+                    std::to_string(kMaxTileToImageRatio) + "x the image area");
+    }
+    return absl::OkStatus();
+  }
+  // RowsPerStrip counts as declared, not clamped to the image height: OpenCV 4.6 sizes its
+  // strip buffer from it (100x100 pixels in strips of 2,000,000 rows ask for 800 MB).
+  // 0xFFFFFFFF (libtiff's default) means one strip holding the whole image.
+  if (h.tiff_rows_per_strip > 0 && h.tiff_rows_per_strip != 0xFFFFFFFF &&
+      Area(h.width, h.tiff_rows_per_strip) > Area(limits.max_pixels, 1)) {
+    return refuse("strips", h.width, h.tiff_rows_per_strip, pixel_limit);
+  }
+  return absl::OkStatus();
+}
 
 // EXIF orientation -> upright, the same transforms OpenCV's IMREAD_COLOR path applies.
 cv::Mat ApplyOrientation(const cv::Mat& img, int orientation) {
@@ -78,7 +129,7 @@ StatusOr<DecodedImage> DecodeChecked(std::string_view bytes, const DecodeLimits&
   }
   FACEID_ASSIGN_OR_RETURN(const ImageHeader header, ReadImageHeader(bytes));
   const std::string dims = std::to_string(header.width) + "x" + std::to_string(header.height);
-  if (header.width * header.height > limits.max_pixels) {
+  if (Area(header.width, header.height) > Area(limits.max_pixels, 1)) {
     return absl::ResourceExhaustedError("image too large: " + header.format + " declares " +
                                         dims + " pixels, the limit is " +
                                         std::to_string(limits.max_pixels) + " pixels");
@@ -86,6 +137,14 @@ StatusOr<DecodedImage> DecodeChecked(std::string_view bytes, const DecodeLimits&
   if (header.width < limits.min_side_px || header.height < limits.min_side_px) {
     return absl::InvalidArgumentError("image too small: " + dims + " pixels, each side must be " +
                                       "at least " + std::to_string(limits.min_side_px) + " px");
+  }
+  if (header.format == "tiff") FACEID_RETURN_IF_ERROR(CheckTiffLayout(header, limits));
+  if (header.format == "jpeg" && header.jpeg_scan_count > limits.max_jpeg_scans) {
+    return absl::InvalidArgumentError(
+        "JPEG has " + std::to_string(header.jpeg_scan_count) + " scans (more than " +
+        std::to_string(limits.max_jpeg_scans) +
+        "): refused as a decoding bomb; re-save the photo as a baseline or ordinary "
+        "progressive JPEG");
   }
   if (header.format == "jpeg" && !JpegHasEndMarker(bytes, header.jpeg_scan_offset)) {
     return absl::InvalidArgumentError("truncated or corrupt JPEG data: no end-of-image marker "

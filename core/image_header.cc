@@ -58,6 +58,42 @@ std::optional<std::uint32_t> TiffTag(std::string_view tiff, std::uint16_t wanted
   return std::nullopt;
 }
 
+// Number of SOS markers from the first one (at `sos`, pointing at its 0xFF) to the first EOI
+// or the end of `s`. Between markers lie either marker segments (skipped by their length) or
+// entropy-coded data, which cannot contain a marker: there 0xFF is followed by 0x00 (a
+// stuffed byte), 0xD0..0xD7 (a restart marker, part of the scan) or more 0xFF fill bytes.
+// Anything else after 0xFF is the next marker. Linear in the size of `s`, no allocation.
+int CountJpegScans(std::string_view s, std::size_t sos) {
+  int scans = 0;
+  std::size_t pos = sos;  // always at a 0xFF that starts a marker
+  while (pos + 1 < s.size()) {
+    const auto marker = static_cast<std::uint8_t>(s[pos + 1]);
+    if (marker == 0xD9) break;  // end of image
+    if (marker == 0xDA) ++scans;
+    std::size_t next = pos + 2;
+    const bool standalone = marker == 0x01 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7);
+    if (!standalone) {
+      const auto length = ReadUint(s, next, 2, true);
+      if (!length || *length < 2) break;
+      next += *length;
+    }
+    // Find the next marker: 0xFF followed by a byte that is not 0x00, 0xFF or RST0..RST7.
+    pos = std::string_view::npos;
+    while (next < s.size()) {
+      const std::size_t ff = s.find('\xFF', next);
+      if (ff == std::string_view::npos || ff + 1 >= s.size()) break;
+      const auto after = static_cast<std::uint8_t>(s[ff + 1]);
+      if (after != 0x00 && after != 0xFF && !(after >= 0xD0 && after <= 0xD7)) {
+        pos = ff;
+        break;
+      }
+      next = ff + 1;
+    }
+    if (pos == std::string_view::npos) break;
+  }
+  return scans;
+}
+
 StatusOr<ImageHeader> ReadJpeg(std::string_view s) {
   ImageHeader h;
   h.format = "jpeg";
@@ -92,6 +128,7 @@ StatusOr<ImageHeader> ReadJpeg(std::string_view s) {
     pos += *length;
   }
   if (!have_size || h.width == 0 || h.height == 0) return Truncated("JPEG");
+  if (h.jpeg_scan_offset > 0) h.jpeg_scan_count = CountJpegScans(s, h.jpeg_scan_offset);
   return h;
 }
 
@@ -222,6 +259,9 @@ StatusOr<ImageHeader> ReadTiff(std::string_view s) {
   if (orientation && *orientation >= 1 && *orientation <= 8) {
     h.exif_orientation = static_cast<int>(*orientation);
   }
+  h.tiff_tile_width = TiffTag(s, 322).value_or(0);
+  h.tiff_tile_length = TiffTag(s, 323).value_or(0);
+  h.tiff_rows_per_strip = TiffTag(s, 278).value_or(0);
   return h;
 }
 

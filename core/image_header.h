@@ -23,12 +23,23 @@ struct ImageHeader {
   std::int64_t height = 0;
   int exif_orientation = 1;  // 1..8; 1 when absent or out of range
   std::size_t jpeg_scan_offset = 0;  // JPEG only: byte offset of the first SOS marker
+  // JPEG only: start-of-scan (SOS) markers before the end-of-image marker. Baseline JPEGs
+  // have 1 (or one per component), progressive ones about 10; each scan costs a pass over
+  // the whole coefficient buffer, so thousands of tiny scans are a CPU "scan bomb".
+  int jpeg_scan_count = 0;
+  // TIFF only, 0 when the tag is absent: TileWidth (322) and TileLength (323), or
+  // RowsPerStrip (278; 0xFFFFFFFF means "one strip"). The decoder allocates a whole tile or
+  // strip at once, so these are bounded as well as width x height.
+  std::int64_t tiff_tile_width = 0;
+  std::int64_t tiff_tile_length = 0;
+  std::int64_t tiff_rows_per_strip = 0;
 };
 
 // Reads format, declared size and EXIF orientation from the first bytes of `bytes`.
-// JPEG: SOFn marker and APP1 "Exif"; PNG: IHDR and eXIf; WebP: VP8/VP8L/VP8X and EXIF
-// chunks; BMP: BITMAPINFOHEADER or OS/2 core header; PNM (P1..P6): header tokens, '#'
-// comments skipped; TIFF: IFD0 tags 256, 257 and 274.
+// JPEG: SOFn marker and APP1 "Exif", then the marker segments after the first scan are
+// walked (entropy-coded data skipped, no decoding) to count the scans; PNG: IHDR and eXIf;
+// WebP: VP8/VP8L/VP8X and EXIF chunks; BMP: BITMAPINFOHEADER or OS/2 core header; PNM
+// (P1..P6): header tokens, '#' comments skipped; TIFF: IFD0 tags 256, 257, 274, 278, 322, 323.
 // Errors: INVALID_ARGUMENT "empty", "not a supported image format" (unknown magic bytes),
 // "truncated or corrupt header" (the header ends early or declares a zero size).
 StatusOr<ImageHeader> ReadImageHeader(std::string_view bytes);

@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -410,6 +412,216 @@ TEST(ImageDecoderTest, DecompressionBombsAreRefusedFromTheHeader) {
   }
 }
 
+// A valid progressive JPEG followed, before its EOI, by a Huffman table and `extra` tiny
+// scans of 12 bytes each (AC band 1..63 of component 1, one EOBRUN code): each one costs
+// libjpeg a pass over the whole image, and libjpeg accepts them all.
+std::string JpegScanBomb(const std::string& progressive, int extra) {
+  const std::size_t eoi = progressive.rfind("\xFF\xD9");
+  std::string bomb = progressive.substr(0, eoi);
+  // DHT: AC table 1 with one 1-bit code for symbol 0xE0 (EOBRUN of 2^14 blocks).
+  bomb += std::string("\xFF\xC4\x00\x14\x11\x01", 6) + std::string(15, '\0') + "\xE0";
+  const std::string scan("\xFF\xDA\x00\x08\x01\x01\x11\x01\x3F\x00\x00\x00", 12);
+  for (int i = 0; i < extra; ++i) bomb += scan;
+  return bomb + "\xFF\xD9";
+}
+
+TEST(ImageDecoderTest, NormalJpegScanCountsAreCountedAndAccepted) {
+  const cv::Mat face = cv::imread(kLfwFace, cv::IMREAD_COLOR);
+  cv::Mat grey;
+  cv::cvtColor(face, grey, cv::COLOR_BGR2GRAY);
+  const std::vector<int> progressive = {cv::IMWRITE_JPEG_PROGRESSIVE, 1};
+  const std::vector<int> with_restarts = {cv::IMWRITE_JPEG_PROGRESSIVE, 1,
+                                          cv::IMWRITE_JPEG_RST_INTERVAL, 4};
+  // libjpeg's progressive script: 10 scans for colour, 6 for grey. Restart markers (FF D0..D7)
+  // inside the entropy-coded data must not be counted as markers.
+  const std::pair<std::string, int> cases[] = {{ReadFileBytes(kLfwFace), 1},
+                                               {Encode(face, ".jpg", progressive), 10},
+                                               {Encode(grey, ".jpg", progressive), 6},
+                                               {Encode(face, ".jpg", with_restarts), 10},
+                                               {::faceid::testing::EncodeCmykJpeg(face, 90), 1}};
+  for (const auto& [bytes, scans] : cases) {
+    const auto header = ReadImageHeader(bytes);
+    ASSERT_TRUE(header.ok()) << header.status();
+    EXPECT_EQ(header->jpeg_scan_count, scans);
+    const auto r = DecodeImage(bytes);
+    ASSERT_TRUE(r.ok()) << scans << " scans: " << r.status();
+    EXPECT_EQ(r->bgr.cols, 250);
+    EXPECT_EQ(r->bgr.rows, 250);
+  }
+}
+
+// Regression (security report): 6000x6000 progressive JPEG + 10,000 scans = 43 s of CPU.
+TEST(ImageDecoderTest, JpegScanBombIsRefusedBeforeDecoding) {
+  const cv::Mat face = cv::imread(kLfwFace, cv::IMREAD_COLOR);
+  const std::string progressive = Encode(face, ".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  const std::string bomb = JpegScanBomb(progressive, 300);
+  ASSERT_LT(bomb.size(), progressive.size() + 4000);
+  // The bomb is a JPEG libjpeg (via OpenCV) decodes without complaint.
+  const cv::Mat opencv =
+      cv::imdecode(std::vector<uchar>(bomb.begin(), bomb.end()), cv::IMREAD_COLOR);
+  ASSERT_EQ(opencv.cols, 250);
+
+  const auto header = ReadImageHeader(bomb);
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->jpeg_scan_count, 310);
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = DecodeImage(bomb);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("JPEG has 310 scans (more than 100)"), std::string::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("decoding bomb"), std::string::npos);
+  EXPECT_LT(ms, 50.0);  // a header walk over 10 KB; no decoding
+
+  // Exactly at the cap still decodes; the cap is configurable.
+  const auto at_cap = DecodeImage(JpegScanBomb(progressive, 90));
+  ASSERT_TRUE(at_cap.ok()) << at_cap.status();
+  EXPECT_EQ(at_cap->bgr.cols, 250);
+  DecodeLimits strict;
+  strict.max_jpeg_scans = 9;
+  const auto refused = DecodeImage(progressive, strict);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("JPEG has 10 scans (more than 9)"), std::string::npos)
+      << refused.status();
+}
+
+// Regression (security report): a 100x100 deflate TIFF in 12288x12288 tiles (440 KB) made
+// OpenCV allocate ~590 MB; only ImageWidth/ImageLength were checked.
+TEST(ImageDecoderTest, TiffTileBombIsRefusedFromTheHeader) {
+  const cv::Mat card = TestCard(100, 100);
+  ::faceid::testing::TiffLayout layout;
+  layout.tile_width = 12288;
+  layout.tile_length = 12288;
+  layout.deflate = true;
+  layout.write_pixels = false;  // the header alone is refused
+  const std::string bomb = ::faceid::testing::EncodeTiffLayout(card, layout);
+  ASSERT_FALSE(bomb.empty());
+  const auto header = ReadImageHeader(bomb);
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->width, 100);
+  EXPECT_EQ(header->tiff_tile_width, 12288);
+  EXPECT_EQ(header->tiff_tile_length, 12288);
+  const auto r = DecodeImage(bomb);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("declares tiles of 12288x12288 pixels for a 100x100 "
+                                      "image, the limit is 40000000 pixels"),
+            std::string::npos)
+      << r.status();
+
+  // A real, fully written file: 2048x2048 tiles for 100x100 pixels are within max_pixels but
+  // out of proportion (over 4x the image and over 1024x1024).
+  layout.tile_width = 2048;
+  layout.tile_length = 2048;
+  layout.write_pixels = true;
+  const auto big_tiles = DecodeImage(::faceid::testing::EncodeTiffLayout(card, layout));
+  ASSERT_FALSE(big_tiles.ok());
+  EXPECT_EQ(big_tiles.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(big_tiles.status().message().find("4x the image area"), std::string::npos)
+      << big_tiles.status();
+
+  // And against a lowered pixel limit that the image itself meets.
+  layout.tile_width = 256;
+  layout.tile_length = 256;
+  DecodeLimits limits;
+  limits.max_pixels = 50'000;
+  const auto limited = DecodeImage(::faceid::testing::EncodeTiffLayout(card, layout), limits);
+  ASSERT_FALSE(limited.ok());
+  EXPECT_EQ(limited.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(limited.status().message().find("tiles of 256x256"), std::string::npos)
+      << limited.status();
+}
+
+// A 100x100 deflate TIFF in strips of 2,000,000 rows (300 bytes): OpenCV sizes its strip
+// buffer from RowsPerStrip as declared, not clamped to the image height, so it asks for
+// 100 x 2e6 x 4 bytes (800 MB) before reading the 100 real rows.
+std::string TiffStripBomb() {
+  ::faceid::testing::TiffLayout layout;
+  layout.rows_per_strip = 2'000'000;
+  layout.deflate = true;
+  return ::faceid::testing::EncodeTiffLayout(cv::Mat(100, 100, CV_8UC3, cv::Scalar(1, 2, 3)),
+                                             layout);
+}
+
+TEST(ImageDecoderTest, TiffStripBombIsRefusedFromTheHeader) {
+  const std::string bomb = TiffStripBomb();
+  ASSERT_FALSE(bomb.empty());
+  ASSERT_LT(bomb.size(), 1000u);
+  const auto header = ReadImageHeader(bomb);
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->tiff_rows_per_strip, 2'000'000);
+  const auto r = DecodeImage(bomb);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("declares strips of 100x2000000 pixels for a 100x100 "
+                                      "image, the limit is 40000000 pixels"),
+            std::string::npos)
+      << r.status();
+}
+
+// Little-endian TIFF whose IFD0 holds the given LONG tags (tag, value), in tag order.
+std::string HandMadeTiff(const std::vector<std::pair<std::uint16_t, std::uint32_t>>& tags) {
+  const auto le = [](std::uint32_t v, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+    return out;
+  };
+  std::string s = std::string("II*\0", 4) + le(8, 4) + le(tags.size(), 2);
+  for (const auto& [tag, value] : tags) s += le(tag, 2) + le(4, 2) + le(1, 4) + le(value, 4);
+  return s + le(0, 4) + std::string(16, '\0');
+}
+
+// Sizes are 32-bit in TIFF: their products must not overflow into a small or negative area.
+TEST(ImageDecoderTest, TiffSizeProductsDoNotOverflow) {
+  const auto huge = DecodeImage(HandMadeTiff({{256, 0xFFFFFFFF}, {257, 0xFFFFFFFF}}));
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(huge.status().message().find("declares 4294967295x4294967295"), std::string::npos)
+      << huge.status();
+  const auto tiles =
+      DecodeImage(HandMadeTiff({{256, 100}, {257, 100}, {322, 0xFFFFFFF0}, {323, 0xFFFFFFF0}}));
+  ASSERT_FALSE(tiles.ok());
+  EXPECT_EQ(tiles.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(tiles.status().message().find("tiles of 4294967280x4294967280"), std::string::npos)
+      << tiles.status();
+}
+
+TEST(ImageDecoderTest, OrdinaryTiledAndStripedTiffsDecodeExactly) {
+  const cv::Mat card = TestCard(100, 70);
+  cv::Mat grey;
+  cv::cvtColor(card, grey, cv::COLOR_BGR2GRAY);
+  cv::Mat grey_bgr;
+  cv::cvtColor(grey, grey_bgr, cv::COLOR_GRAY2BGR);
+  struct Case {
+    int tile_width, tile_length;
+    std::uint32_t rows_per_strip;
+    bool deflate;
+  };
+  // OpenCV 4.6's imdecode fails on this colour image in 16x16 tiles whatever the limits
+  // (imread of the same file works), so the smallest tile here is 32x32. A strip taller than
+  // the image (140 rows) is fine when small.
+  for (const Case& c : {Case{32, 32, 0, false}, Case{64, 32, 0, true}, Case{256, 256, 0, true},
+                        Case{1024, 1024, 0, true}, Case{0, 0, 8, true}, Case{0, 0, 140, true},
+                        Case{0, 0, 0xFFFFFFFF, false}}) {
+    ::faceid::testing::TiffLayout layout;
+    layout.tile_width = c.tile_width;
+    layout.tile_length = c.tile_length;
+    layout.rows_per_strip = c.rows_per_strip;
+    layout.deflate = c.deflate;
+    const std::string what = std::to_string(c.tile_width) + "x" + std::to_string(c.tile_length) +
+                             " tiles, " + std::to_string(c.rows_per_strip) + " rows per strip";
+    const auto r = DecodeImage(::faceid::testing::EncodeTiffLayout(card, layout));
+    ASSERT_TRUE(r.ok()) << what << ": " << r.status();
+    EXPECT_EQ(r->format, "tiff");
+    EXPECT_TRUE(Identical(r->bgr, card)) << what;
+    const auto g = DecodeImage(::faceid::testing::EncodeTiffLayout(grey, layout));
+    ASSERT_TRUE(g.ok()) << what << ": " << g.status();
+    EXPECT_TRUE(Identical(g->bgr, grey_bgr)) << what;
+  }
+}
+
 // Caps this process's address space at 512 MiB above its current size; false on failure.
 bool CapAddressSpace() {
   long pages = 0;
@@ -431,6 +643,22 @@ int DecodeBombsUnderCap() {
     }
   }
   return verdicts == static_cast<int>(Bombs().size()) ? 0 : 1;
+}
+
+// Child body: 0 when OpenCV decodes the TIFF strip bomb without a cap but fails under it (so
+// it does ask for the 800 MB), and DecodeImage gives the header verdict instead.
+int DecodeTiffStripBombUnderCap() {
+  const std::string bomb = TiffStripBomb();
+  const std::vector<uchar> buf(bomb.begin(), bomb.end());
+  if (bomb.empty() || cv::imdecode(buf, cv::IMREAD_UNCHANGED).cols != 100) return 5;  // no cap
+  if (!CapAddressSpace()) return 2;
+  if (!cv::imdecode(buf, cv::IMREAD_UNCHANGED).empty()) return 3;
+  const auto r = DecodeImage(bomb);
+  if (r.ok() || r.status().code() != absl::StatusCode::kResourceExhausted ||
+      r.status().message().find("declares strips") == std::string_view::npos) {
+    return 4;
+  }
+  return 0;
 }
 
 // Child body: 0 when a PNG of 30000 x 30000 (0.9 Gpx, under OpenCV's own 1 Gpx guard;
@@ -458,6 +686,11 @@ int DecodeAllowedGiantUnderCap() {
 TEST(ImageDecoderDeathTest, BombsAllocateNothingUnderAnAddressSpaceCap) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(std::_Exit(DecodeBombsUnderCap()), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(ImageDecoderDeathTest, TiffStripBombAllocatesNothingUnderAnAddressSpaceCap) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::_Exit(DecodeTiffStripBombUnderCap()), ::testing::ExitedWithCode(0), "");
 }
 
 // Control for the test above: with the pixel limit lifted, the same cap does stop the

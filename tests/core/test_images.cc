@@ -212,11 +212,72 @@ std::string EncodeTiff(const cv::Mat& img, int orientation) {
   TIFFSetField(tif, TIFFTAG_COMPRESSION, COMPRESSION_NONE);
   TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, img.rows);
   TIFFSetField(tif, TIFFTAG_ORIENTATION, orientation);
-  cv::Mat rgb = img;
-  if (channels == 3) cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+  cv::Mat rgb;  // not `rgb = img`: cvtColor would then convert the caller's image in place
+  if (channels == 3) {
+    cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+  } else {
+    rgb = img;
+  }
   for (int y = 0; y < rgb.rows; ++y) TIFFWriteScanline(tif, rgb.ptr(y), y, 0);
   TIFFClose(tif);
   std::string out = ReadFileBytes(path);
+  unlink(path);
+  return out;
+}
+
+std::string EncodeTiffLayout(const cv::Mat& img, const TiffLayout& layout) {
+  char path[] = "/tmp/faceid_core_test_XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return "";
+  close(fd);
+  TIFF* tif = TIFFOpen(path, "w");
+  if (tif == nullptr) return "";
+  const int channels = img.channels();
+  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, img.cols);
+  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, img.rows);
+  TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, channels);
+  TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 8);
+  TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, channels == 1 ? PHOTOMETRIC_MINISBLACK : PHOTOMETRIC_RGB);
+  TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+  TIFFSetField(tif, TIFFTAG_COMPRESSION,
+               layout.deflate ? COMPRESSION_ADOBE_DEFLATE : COMPRESSION_NONE);
+  cv::Mat rgb;  // not `rgb = img`: cvtColor would then convert the caller's image in place
+  if (channels == 3) {
+    cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+  } else {
+    rgb = img;
+  }
+  bool ok = true;
+  if (layout.tile_width > 0) {
+    TIFFSetField(tif, TIFFTAG_TILEWIDTH, layout.tile_width);
+    TIFFSetField(tif, TIFFTAG_TILELENGTH, layout.tile_length);
+    if (layout.write_pixels) {
+      std::vector<unsigned char> tile(static_cast<std::size_t>(layout.tile_width) *
+                                      layout.tile_length * channels);
+      for (int ty = 0; ty < rgb.rows && ok; ty += layout.tile_length) {
+        for (int tx = 0; tx < rgb.cols && ok; tx += layout.tile_width) {
+          std::fill(tile.begin(), tile.end(), 0);
+          for (int y = ty; y < std::min(rgb.rows, ty + layout.tile_length); ++y) {
+            const int n = std::min(rgb.cols - tx, layout.tile_width) * channels;
+            std::copy_n(
+                rgb.ptr(y) + tx * channels, n,
+                tile.data() + static_cast<std::size_t>(y - ty) * layout.tile_width * channels);
+          }
+          ok = TIFFWriteTile(tif, tile.data(), tx, ty, 0, 0) >= 0;
+        }
+      }
+    }
+  } else {
+    TIFFSetField(
+        tif, TIFFTAG_ROWSPERSTRIP,
+        layout.rows_per_strip > 0 ? layout.rows_per_strip : static_cast<std::uint32_t>(img.rows));
+    if (layout.write_pixels) {
+      for (int y = 0; y < rgb.rows && ok; ++y) ok = TIFFWriteScanline(tif, rgb.ptr(y), y, 0) >= 0;
+    }
+  }
+  if (!layout.write_pixels) ok = TIFFWriteDirectory(tif) == 1;
+  TIFFClose(tif);
+  std::string out = ok ? ReadFileBytes(path) : "";
   unlink(path);
   return out;
 }

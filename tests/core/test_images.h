@@ -2,6 +2,7 @@
 // (EXIF blocks, PNG chunks, declared sizes) that OpenCV cannot write. Test-only.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,20 @@ std::string EncodeGreyAlphaPng(const cv::Mat& grey_alpha);
 // Uncompressed TIFF written with libtiff (8- or 16-bit, grey or BGR), with the given
 // Orientation tag (274).
 std::string EncodeTiff(const cv::Mat& img, int orientation);
+
+// TIFF written with libtiff in a chosen layout (8-bit, grey or BGR): tiled when
+// `tile_width` > 0 (libtiff wants multiples of 16; tiles past the image edge are zero), else
+// strips of `rows_per_strip` rows; deflate-compressed when `deflate`. With `write_pixels`
+// false no pixel data is written, only the directory (tile/strip offsets of 0): enough for
+// header-level checks on layouts whose pixel buffers would be huge. Empty on failure.
+struct TiffLayout {
+  int tile_width = 0;
+  int tile_length = 0;
+  std::uint32_t rows_per_strip = 0;  // strips only; 0: the whole image in one strip
+  bool deflate = false;
+  bool write_pixels = true;
+};
+std::string EncodeTiffLayout(const cv::Mat& img, const TiffLayout& layout);
 
 // Wraps a simple (VP8 or VP8L) WebP in an extended one (VP8X) that carries an EXIF chunk.
 std::string WebpWithOrientation(const std::string& webp, int width, int height,
