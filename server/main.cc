@@ -6,6 +6,7 @@
 //   faceid-server backup --db FILE --out FILE
 //
 // Restore a backup by starting the server with --db on the copy.
+#include <dlfcn.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -72,6 +73,18 @@ std::string Trim(std::string text) {
   return text;
 }
 
+// Requests run in parallel on the gRPC threads, so OpenBLAS's own thread pool (when the BLAS
+// alternative is OpenBLAS) only oversubscribes the cores: measured 11.9 -> 16.6 Identify/s
+// with 8 clients on 2 cores. Looked up at run time because the reference BLAS lacks the call.
+// Returns whether OpenBLAS was found.
+bool UseSingleThreadedBlas() {
+  using SetThreads = void (*)(int);
+  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_threads == nullptr) return false;
+  set_threads(1);
+  return true;
+}
+
 Status Serve(const Flags& flags) {
   // SIGTERM/SIGINT: the handler only writes the signal number to a pipe (libraries may have
   // started threads before main, so masking signals cannot route them to one thread).
@@ -84,6 +97,7 @@ Status Serve(const Flags& flags) {
 
   FACEID_RETURN_IF_ERROR(InitLogging(flags.log_level));
   auto log = Logger("server");
+  if (UseSingleThreadedBlas()) log->info("OpenBLAS limited to 1 thread per request");
   if (flags.model.empty() || flags.db.empty()) {
     return absl::InvalidArgumentError("--model and --db are required");
   }
