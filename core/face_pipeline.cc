@@ -255,7 +255,10 @@ class FacePipeline::Impl {
         return d;
       }
     }
-    return std::make_unique<dlib::frontal_face_detector>(dlib::get_frontal_face_detector());
+    // Copying the prototype is far cheaper than get_frontal_face_detector(), which
+    // deserializes the model: threads arriving together at a fresh server would otherwise
+    // each pay that, at once, on their first request.
+    return std::make_unique<dlib::frontal_face_detector>(hog_prototype_);
   }
 
   void GiveBack(std::unique_ptr<dlib::frontal_face_detector> d) {
@@ -285,6 +288,8 @@ class FacePipeline::Impl {
 
   const PipelineOptions options_;
   dlib::shape_predictor predictor_;  // read-only after Load(): shared by all threads
+  // Only ever copied (never run), so concurrent reads are safe.
+  const dlib::frontal_face_detector hog_prototype_ = dlib::get_frontal_face_detector();
   std::mutex mu_;
   std::vector<std::unique_ptr<dlib::frontal_face_detector>> hogs_;  // GUARDED_BY(mu_)
   std::vector<std::unique_ptr<cv::CascadeClassifier>> cascades_;    // GUARDED_BY(mu_)
