@@ -23,6 +23,8 @@ GalleryManager::GalleryManager(std::unique_ptr<GalleryStore> store, int embeddin
                                const IndexOptions& index_options)
     : store_(std::move(store)), embedding_dim_(embedding_dim), index_options_(index_options) {}
 
+// Not handled yet: there is no index snapshot; every start rebuilds each gallery's index from
+// SQLite (instant for flat, minutes for a 1M-face HNSW index).
 Status GalleryManager::Prepare(const Embedder& embedder) {
   auto log = Logger("server");
   std::lock_guard<std::mutex> writer(writer_mutex_);
