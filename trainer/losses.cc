@@ -25,6 +25,16 @@ torch::Tensor CenterLossImpl::forward(const torch::Tensor& features, const torch
   return 0.5 * diff.pow(2).sum(1).mean();
 }
 
+void CenterLossImpl::RescaleCenterGradient(const torch::Tensor& labels, double lambda) {
+  torch::Tensor grad = centers_->weight.grad();
+  if (!grad.defined() || labels.numel() == 0 || lambda <= 0) return;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor counts =
+      torch::bincount(labels, /*weights=*/{}, centers_->weight.size(0)).to(grad.dtype());
+  const torch::Tensor scale = double(labels.numel()) / (lambda * (1.0 + counts));
+  grad.mul_(scale.unsqueeze(1));
+}
+
 torch::Tensor TripletLoss(const torch::Tensor& anchor, const torch::Tensor& positive,
                           const torch::Tensor& negative, double margin) {
   namespace F = torch::nn::functional;

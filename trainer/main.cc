@@ -116,7 +116,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   fit_cmd->add_option("--center-weight", fit.center_weight, "lambda of the centre loss")
       ->capture_default_str();
-  fit_cmd->add_option("--center-lr", fit.center_lr, "learning rate of the centres (plain SGD)")
+  fit_cmd
+      ->add_option("--center-lr", fit.center_lr,
+                   "centre update rate alpha (Wen et al.): each step a centre moves by alpha * "
+                   "sum(c - x) / (1 + n) over its n batch samples")
       ->capture_default_str();
   fit_cmd->add_option("--smoothing", fit.smoothing, "label smoothing epsilon (smooth: 0.1 if 0)")
       ->capture_default_str();

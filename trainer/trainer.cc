@@ -615,6 +615,7 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
         triplet_value = t.item<double>();
       }
       total.backward();
+      if (use_center) m.centers->RescaleCenterGradient(y, o.center_weight);
       m.optimizer->step();
 
       const double acc = Accuracy(logits.detach(), y);

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -77,11 +78,21 @@ TEST(FitTest, LossFallsOnTinyRun) {
 // Regression: a --time-budget-s stop used to cut the cosine schedule mid-way, leaving the
 // learning rate near its peak. Now the epochs that fit are planned after the first epoch.
 TEST(FitTest, TimeBudgetFitsTheLearningRateScheduleToTheEpochsThatFit) {
-  const std::string out = TempPath("budget");
+  // The budget is a multiple of how long one epoch takes here and now, so the test means the
+  // same on an idle machine and on a loaded one (a fixed 6 s once fitted a single epoch).
+  const std::string out = TempPath("budget"), probe_out = TempPath("budget-probe");
+  FitOptions probe = TinyRun(probe_out);
+  probe.epochs = 1;
+  probe.loss = "softmax";
+  ASSERT_TRUE(RunFit(probe).ok());
+  const auto probe_epochs = EpochLines(probe_out);
+  ASSERT_EQ(probe_epochs.size(), 1u);
+  const double one_epoch_s = probe_epochs[0]["elapsed_s"].get<double>();
+  fs::remove_all(probe_out);
   FitOptions o = TinyRun(out);
   o.epochs = 1000;
   o.loss = "softmax";
-  o.time_budget_s = 6;
+  o.time_budget_s = std::max(1.0, 6 * one_epoch_s);
   auto r = RunFit(o);
   ASSERT_TRUE(r.ok()) << r.status();
   const auto epochs = EpochLines(out);

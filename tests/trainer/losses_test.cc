@@ -82,6 +82,40 @@ TEST(CenterLossTest, CentersReceiveGradientAndMoveTowardClassMeans) {
   EXPECT_LT(after, 0.05 * before);
 }
 
+TEST(CenterLossTest, RescaledGradientGivesWenUpdate) {
+  // lambda 0.1, batch of 3: class 0 twice, class 1 once, class 2 absent.
+  CenterLoss loss(3, 2);
+  {
+    torch::NoGradGuard no_grad;
+    loss->centers()->weight.copy_(torch::tensor({{0.0f, 0.0f}, {1.0f, 1.0f}, {5.0f, 5.0f}}));
+  }
+  const torch::Tensor x = torch::tensor({{2.0f, 0.0f}, {4.0f, 0.0f}, {1.0f, -2.0f}});
+  const torch::Tensor y = torch::tensor({0, 0, 1}, torch::kInt64);
+  const double lambda = 0.1, alpha = 0.5;
+  torch::optim::SGD sgd(loss->parameters(), torch::optim::SGDOptions(alpha));
+  sgd.zero_grad();
+  (lambda * loss->forward(x, y)).backward();
+  loss->RescaleCenterGradient(y, lambda);
+  sgd.step();
+  // c_0 -= 0.5 * ((0-2) + (0-4), 0) / 3 = (1, 0); c_1 -= 0.5 * (0, 3) / 2 = (1, 0.25); c_2 stays.
+  const torch::Tensor expected = torch::tensor({{1.0f, 0.0f}, {1.0f, 0.25f}, {5.0f, 5.0f}});
+  EXPECT_TRUE(torch::allclose(loss->centers()->weight, expected, 1e-5, 1e-6))
+      << loss->centers()->weight;
+}
+
+TEST(CenterLossTest, RescaleLeavesFeatureGradientAlone) {
+  CenterLoss loss(2, 2);
+  const torch::Tensor x = torch::tensor({{2.0f, 0.0f}, {0.0f, 1.0f}}).requires_grad_(true);
+  const torch::Tensor y = torch::tensor({0, 1}, torch::kInt64);
+  (0.01 * loss->forward(x, y)).backward();
+  const torch::Tensor before = x.grad().clone();
+  loss->RescaleCenterGradient(y, 0.01);
+  EXPECT_TRUE(torch::equal(x.grad(), before));
+  // d/dx_b of 0.01 * (1/2) * sum 1/2 |x - c|^2 = 0.005 * (x_b - c_b)
+  const torch::Tensor c = loss->centers()->weight.index_select(0, y).detach();
+  EXPECT_TRUE(torch::allclose(before, 0.005 * (x.detach() - c), 1e-5, 1e-7));
+}
+
 TEST(TripletLossTest, MatchesHandComputedCosines) {
   const torch::Tensor a = torch::tensor({{1.0f, 0.0f}});
   const torch::Tensor p = torch::tensor({{1.0f, 1.0f}});  // cos = 0.7071
