@@ -2,9 +2,13 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <string>
+#include <vector>
 
 namespace faceid {
 
@@ -12,6 +16,47 @@ namespace {
 
 // Threads beyond `threads` so an overloaded server can still answer RESOURCE_EXHAUSTED.
 constexpr int kSpareThreads = 4;
+
+namespace hooks = grpc::experimental;
+
+// gRPC answers a unary request whose bytes do not parse with INTERNAL, the code this project
+// keeps for its own bugs. Such a request is the caller's error: most often a proto3 string
+// field (external_id, display_name, gallery, a metadata key) holding bytes that are not UTF-8,
+// which protobuf refuses before the service runs. This rewrites that one case, recognised by
+// the request never reaching the service, to INVALID_ARGUMENT with a message a person can act
+// on. Every other status passes unchanged.
+class ParseErrorInterceptor : public hooks::Interceptor {
+ public:
+  explicit ParseErrorInterceptor(const char* method) : method_(method ? method : "") {}
+
+  void Intercept(hooks::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(hooks::InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      unparsed_ = methods->GetRecvMessage() == nullptr;
+    }
+    if (unparsed_ &&
+        methods->QueryInterceptionHookPoint(hooks::InterceptionHookPoints::PRE_SEND_STATUS) &&
+        methods->GetSendStatus().error_code() == grpc::StatusCode::INTERNAL) {
+      methods->ModifySendStatus(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "the request to " + method_ +
+              " does not parse as its protobuf message: is every string field (ids, names, "
+              "gallery, metadata) valid UTF-8, and was the request built from proto/?"));
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string method_;
+  bool unparsed_ = false;
+};
+
+class ParseErrorInterceptorFactory : public hooks::ServerInterceptorFactoryInterface {
+ public:
+  hooks::Interceptor* CreateServerInterceptor(hooks::ServerRpcInfo* info) override {
+    if (info->type() != hooks::ServerRpcInfo::Type::UNARY) return nullptr;
+    return new ParseErrorInterceptor(info->method());
+  }
+};
 
 }  // namespace
 
@@ -40,6 +85,9 @@ StatusOr<std::unique_ptr<FaceServer>> FaceServer::Start(const ServerOptions& opt
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.listen, credentials, &port);
   builder.RegisterService(service);
+  std::vector<std::unique_ptr<hooks::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   const std::int64_t receive_limit = std::min<std::int64_t>(
       options.max_image_bytes + kRequestOverheadBytes, std::numeric_limits<int>::max());
   builder.SetMaxReceiveMessageSize(static_cast<int>(receive_limit));

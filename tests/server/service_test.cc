@@ -1,4 +1,5 @@
 // FaceService over gRPC on 127.0.0.1 (fake finder and embedder): every RPC, every error code.
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -418,6 +419,61 @@ TEST_F(FaceServiceTest, InvalidRequestsAreInvalidArgumentAndStoreNothing) {
   v1::DeleteFaceResponse face;
   EXPECT_EQ(stub_->DeleteFace(&face_context, delete_face, &face).error_code(),
             StatusCode::INVALID_ARGUMENT);
+}
+
+// Sends `bytes` as the request of `method` (e.g. "Enroll") and returns the status.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const std::string& bytes) {
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  auto call = stub.PrepareUnaryCall(&context, "/faceid.v1.FaceId/" + method, request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  EXPECT_TRUE(cq.Next(&tag, &ok));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// Regression: a string field holding bytes that are not UTF-8 made protobuf refuse the request
+// and gRPC answer INTERNAL, the code for server bugs. It is the caller's error.
+TEST_F(FaceServiceTest, RequestsThatDoNotParseAreInvalidArgument) {
+  v1::EnrollRequest enroll;
+  enroll.set_external_id("QQQQ");
+  std::string bytes = enroll.SerializeAsString();
+  const std::size_t at = bytes.find("QQQQ");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 4, "\xff\xfe\xc3\x28");
+  grpc::Status status = RawCall(server_.Channel(), "Enroll", bytes);
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("/faceid.v1.FaceId/Enroll"), std::string::npos)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("UTF-8"), std::string::npos) << status.error_message();
+
+  v1::ListPeopleRequest list;
+  list.set_gallery("QQQQ");
+  bytes = list.SerializeAsString();
+  bytes.replace(bytes.find("QQQQ"), 4, "\x80\x80\x80\x80");
+  EXPECT_EQ(RawCall(server_.Channel(), "ListPeople", bytes).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  // Not protobuf at all: a field header announcing more bytes than follow.
+  EXPECT_EQ(
+      RawCall(server_.Channel(), "Identify", std::string("\x0a\xff\xff\x03") + "abc").error_code(),
+      StatusCode::INVALID_ARGUMENT);
+  // A valid message still works through the same path.
+  EXPECT_TRUE(RawCall(server_.Channel(), "Info", "").ok());
+
+  grpc::ClientContext context;
+  v1::InfoResponse info;
+  ASSERT_TRUE(stub_->Info(&context, {}, &info).ok());
+  EXPECT_EQ(info.total_faces(), 0);
 }
 
 // Regression: an UpdatePerson over the 64-key limit used to commit the change and only then
