@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 #include <unordered_set>
 #include <utility>
@@ -16,15 +18,79 @@ constexpr int kReembedBatch = 32;
 // Hits fetched per wanted person at first; several faces of one person can fill the list.
 constexpr int kHitsPerPerson = 4;
 constexpr int kMinHits = 16;
+constexpr char kSnapshotSuffix[] = ".faiss";
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string Hex(const std::string& bytes) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : bytes) {
+    hex += kDigits[c >> 4];
+    hex += kDigits[c & 15];
+  }
+  return hex;
+}
 
 }  // namespace
 
 GalleryManager::GalleryManager(std::unique_ptr<GalleryStore> store, int embedding_dim,
-                               const IndexOptions& index_options)
-    : store_(std::move(store)), embedding_dim_(embedding_dim), index_options_(index_options) {}
+                               const IndexOptions& index_options, std::string snapshot_dir)
+    : store_(std::move(store)),
+      embedding_dim_(embedding_dim),
+      index_options_(index_options),
+      snapshot_dir_(std::move(snapshot_dir)) {}
 
-// Not handled yet: there is no index snapshot; every start rebuilds each gallery's index from
-// SQLite (instant for flat, minutes for a 1M-face HNSW index).
+std::string GalleryManager::SnapshotPath(const std::string& gallery) const {
+  return (std::filesystem::path(snapshot_dir_) / ("g" + Hex(gallery) + kSnapshotSuffix)).string();
+}
+
+void GalleryManager::DropSnapshot(const std::string& gallery) {
+  if (snapshot_dir_.empty()) return;
+  std::error_code error;
+  std::filesystem::remove(SnapshotPath(gallery), error);
+  if (error) {
+    Logger("server")->warn("cannot remove index snapshot {}: {}", SnapshotPath(gallery),
+                           error.message());
+  }
+}
+
+Status GalleryManager::SaveSnapshots() {
+  std::lock_guard<std::mutex> writer(writer_mutex_);
+  return SaveSnapshotsLocked();
+}
+
+Status GalleryManager::SaveSnapshotsLocked() {
+  if (snapshot_dir_.empty()) return absl::OkStatus();
+  const auto started = std::chrono::steady_clock::now();
+  std::map<std::string, std::shared_ptr<GalleryIndex>> indexes;
+  {
+    std::shared_lock<std::shared_mutex> lock(indexes_mutex_);
+    indexes = indexes_;
+  }
+  std::int64_t faces = 0;
+  for (const auto& [gallery, index] : indexes) {
+    FACEID_RETURN_IF_ERROR(index->Save(SnapshotPath(gallery)));
+    faces += index->size();
+  }
+  // Files of galleries deleted meanwhile, and temporaries of an interrupted save.
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(snapshot_dir_, error)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours =
+        name.size() > 1 && name[0] == 'g' &&
+        (entry.path().extension() == kSnapshotSuffix || entry.path().extension() == ".tmp");
+    bool live = false;
+    for (const auto& pair : indexes) live = live || SnapshotPath(pair.first) == entry.path();
+    if (ours && !live) std::filesystem::remove(entry.path(), error);
+  }
+  Logger("server")->info("index snapshots saved to {}: {} galleries, {} faces in {:.2f} s",
+                         snapshot_dir_, indexes.size(), faces, SecondsSince(started));
+  return absl::OkStatus();
+}
+
 Status GalleryManager::Prepare(const Embedder& embedder) {
   auto log = Logger("server");
   std::lock_guard<std::mutex> writer(writer_mutex_);
@@ -76,16 +142,58 @@ Status GalleryManager::Prepare(const Embedder& embedder) {
         vectors.insert(vectors.end(), vector.begin(), vector.end());
         return absl::OkStatus();
       }));
+  if (!snapshot_dir_.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(snapshot_dir_, error);
+    if (error) {
+      return absl::FailedPreconditionError("cannot create the index snapshot folder " +
+                                           snapshot_dir_ + ": " + error.message());
+    }
+  }
+  PrepareReport report;
+  bool changed = false;
   std::map<std::string, std::shared_ptr<GalleryIndex>> indexes;
   for (auto& [name, data] : rows) {
+    const auto index_started = std::chrono::steady_clock::now();
+    if (!snapshot_dir_.empty()) {
+      SnapshotLoad load;
+      StatusOr<std::unique_ptr<GalleryIndex>> loaded = GalleryIndex::Load(
+          SnapshotPath(name), embedding_dim_, index_options_, data.first, data.second, &load);
+      if (loaded.ok()) {
+        log->info(
+            "gallery '{}': index snapshot loaded in {:.2f} s ({} faces, {} added, {} removed)",
+            name, SecondsSince(index_started), load.from_file, load.added, load.removed);
+        ++report.galleries_loaded;
+        report.faces_from_snapshot += load.from_file;
+        report.faces_added += load.added;
+        report.faces_removed += load.removed;
+        changed = changed || load.added > 0 || load.removed > 0;
+        indexes[name] = std::move(*loaded);
+        continue;
+      }
+      if (!absl::IsNotFound(loaded.status())) {
+        log->warn("gallery '{}': {}; rebuilding from the store", name,
+                  std::string(loaded.status().message()));
+      }
+    }
     auto index = std::make_shared<GalleryIndex>(embedding_dim_, index_options_);
     FACEID_RETURN_IF_ERROR(index->Add(data.first, data.second));
+    log->info("gallery '{}': index built from the store in {:.2f} s ({} faces)", name,
+              SecondsSince(index_started), data.first.size());
+    ++report.galleries_built;
+    changed = true;
     indexes[name] = std::move(index);
   }
   {
     std::unique_lock<std::shared_mutex> lock(indexes_mutex_);
     indexes_ = std::move(indexes);
   }
+  if (changed) {
+    // A failed save costs the next start a rebuild, nothing more: serve anyway.
+    Status saved = SaveSnapshotsLocked();
+    if (!saved.ok()) log->warn("index snapshots not saved: {}", std::string(saved.message()));
+  }
+  prepare_report_ = report;
   ready_ = true;
   return absl::OkStatus();
 }
@@ -176,6 +284,7 @@ StatusOr<DeletedFaces> GalleryManager::DeletePerson(const std::string& gallery,
                                                     const std::string& external_id) {
   std::lock_guard<std::mutex> writer(writer_mutex_);
   FACEID_ASSIGN_OR_RETURN(DeletedFaces deleted, store_->DeletePerson(gallery, external_id));
+  DropSnapshot(gallery);
   if (auto index = IndexOf(gallery)) FACEID_RETURN_IF_ERROR(index->Remove(deleted.face_ids));
   return deleted;
 }
@@ -183,6 +292,7 @@ StatusOr<DeletedFaces> GalleryManager::DeletePerson(const std::string& gallery,
 StatusOr<std::string> GalleryManager::DeleteFace(const std::string& gallery, std::int64_t face_id) {
   std::lock_guard<std::mutex> writer(writer_mutex_);
   FACEID_ASSIGN_OR_RETURN(std::string external_id, store_->DeleteFace(gallery, face_id));
+  DropSnapshot(gallery);
   if (auto index = IndexOf(gallery)) FACEID_RETURN_IF_ERROR(index->Remove({face_id}));
   return external_id;
 }
@@ -190,6 +300,7 @@ StatusOr<std::string> GalleryManager::DeleteFace(const std::string& gallery, std
 StatusOr<DeletedFaces> GalleryManager::DeleteGallery(const std::string& gallery) {
   std::lock_guard<std::mutex> writer(writer_mutex_);
   FACEID_ASSIGN_OR_RETURN(DeletedFaces deleted, store_->DeleteGallery(gallery));
+  DropSnapshot(gallery);
   std::unique_lock<std::shared_mutex> lock(indexes_mutex_);
   if (gallery == kDefaultGallery) {
     indexes_[gallery] = std::make_shared<GalleryIndex>(embedding_dim_, index_options_);

@@ -3,8 +3,11 @@
 //
 // The store is the source of truth: a write commits to SQLite first, then updates the index;
 // every search hit is resolved against the store, so a face deleted meanwhile is never
-// returned. Indexes are rebuilt from the store by Prepare(), which first re-embeds the stored
-// crops whose embedding came from another model version.
+// returned. Prepare() first re-embeds the stored crops whose embedding came from another model
+// version, then builds each gallery's index from the store, or, with a snapshot folder, loads
+// the index saved there by SaveSnapshots() after checking it against the store (every vector
+// it shares with the store bit-identical; faces enrolled or deleted since are applied).
+// A delete removes the gallery's snapshot file, so no deleted embedding stays on disk there.
 //
 // Thread-safety: thread-safe. Searches run in parallel; writes (enroll, delete) are
 // serialised by one writer mutex so the store and the indexes change in the same order.
@@ -35,19 +38,39 @@ struct PersonMatch {
   float similarity = 0.f;
 };
 
+// How Prepare() obtained the indexes.
+struct PrepareReport {
+  int galleries_loaded = 0;  // from a snapshot
+  int galleries_built = 0;   // from the store's vectors
+  std::int64_t faces_from_snapshot = 0;
+  std::int64_t faces_added = 0;    // to loaded snapshots: enrolled after they were saved
+  std::int64_t faces_removed = 0;  // from loaded snapshots: deleted since
+};
+
 class GalleryManager {
  public:
-  // `embedding_dim`: the serving model's dimension. The manager is not ready until
-  // Prepare() succeeds.
+  // `embedding_dim`: the serving model's dimension. `snapshot_dir`: folder of index snapshots
+  // (created when missing), or "" for none. The manager is not ready until Prepare() succeeds.
   GalleryManager(std::unique_ptr<GalleryStore> store, int embedding_dim,
-                 const IndexOptions& index_options);
+                 const IndexOptions& index_options, std::string snapshot_dir = "");
 
   // Re-embeds every stored crop whose model version differs from embedder.info().version
   // (progress in the log), then builds every gallery's index from the store and marks the
   // manager ready. INTERNAL / FAILED_PRECONDITION when a crop cannot be re-embedded or a
   // stored vector has the wrong dimension.
+  // A snapshot that cannot be used is logged and rebuilt, never an error. When any gallery
+  // was built or brought in step, the snapshots are saved again (as SaveSnapshots()).
   Status Prepare(const Embedder& embedder);
   bool ready() const { return ready_.load(); }
+  const PrepareReport& prepare_report() const { return prepare_report_; }
+
+  // Writes every gallery's index to the snapshot folder (one file per gallery, replaced
+  // atomically) and removes the files of galleries that no longer exist; a no-op without a
+  // snapshot folder. Writers wait meanwhile. INTERNAL on an I/O or FAISS error.
+  Status SaveSnapshots();
+  const std::string& snapshot_dir() const { return snapshot_dir_; }
+  // Snapshot file of `gallery` (its name hex-encoded, so any name is a safe file name).
+  std::string SnapshotPath(const std::string& gallery) const;
 
   // GalleryStore::Enroll, then the new faces go into the gallery's index. `faces` must have
   // embeddings of embedding_dim floats (INVALID_ARGUMENT otherwise).
@@ -80,12 +103,18 @@ class GalleryManager {
   // The gallery's index, or nullptr when the gallery has none yet.
   std::shared_ptr<GalleryIndex> IndexOf(const std::string& gallery) const;
   std::shared_ptr<GalleryIndex> IndexOrCreate(const std::string& gallery);
+  // Caller holds writer_mutex_. Removes the gallery's snapshot file, if any.
+  void DropSnapshot(const std::string& gallery);
+  // Caller holds writer_mutex_.
+  Status SaveSnapshotsLocked();
 
   std::unique_ptr<GalleryStore> store_;
   const int embedding_dim_;
   const IndexOptions index_options_;
+  const std::string snapshot_dir_;
   std::atomic<bool> ready_{false};
-  std::mutex writer_mutex_;  // one writer at a time across store and indexes
+  PrepareReport prepare_report_;  // written by Prepare before ready_
+  std::mutex writer_mutex_;       // one writer at a time across store and indexes
   mutable std::shared_mutex indexes_mutex_;
   std::map<std::string, std::shared_ptr<GalleryIndex>> indexes_;  // guarded by indexes_mutex_
 };

@@ -7,11 +7,18 @@
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
+#include <faiss/index_io.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <mutex>
+#include <unordered_map>
 
 namespace faceid {
 
@@ -30,6 +37,70 @@ faiss::IndexIDMap2* MakeIdMap(faiss::Index* sub) {
   auto* map = new faiss::IndexIDMap2(sub);
   map->own_fields = true;
   return map;
+}
+
+// Calls fn(id, vector) for every vector held by `index` (an IndexIDMap2 over a flat or HNSW
+// index, or an IndexIVFFlat), removed-but-kept HNSW vectors included. Throws what FAISS throws.
+template <class Fn>
+void ForEachStored(const faiss::Index& index, int dim, Fn&& fn) {
+  if (const auto* map = dynamic_cast<const faiss::IndexIDMap2*>(&index)) {
+    std::vector<float> vector(dim);
+    for (idx_t i = 0; i < map->ntotal; ++i) {
+      map->index->reconstruct(i, vector.data());
+      fn(map->id_map[i], vector.data());
+    }
+    return;
+  }
+  const auto& ivf = dynamic_cast<const faiss::IndexIVFFlat&>(index);
+  for (std::size_t list = 0; list < ivf.nlist; ++list) {
+    const std::size_t n = ivf.invlists->list_size(list);
+    if (n == 0) continue;
+    faiss::InvertedLists::ScopedIds ids(ivf.invlists, list);
+    faiss::InvertedLists::ScopedCodes codes(ivf.invlists, list);
+    for (std::size_t i = 0; i < n; ++i) {
+      fn(ids[i], reinterpret_cast<const float*>(codes.get() + i * ivf.code_size));
+    }
+  }
+}
+
+// Why a snapshot of `index` cannot serve as an index of `type` / `options`; "" when it can.
+std::string SnapshotMismatch(const faiss::Index& index, int dim, const IndexOptions& options) {
+  if (index.d != dim) {
+    return "it has " + std::to_string(index.d) + " dimensions, the model " + std::to_string(dim);
+  }
+  if (index.metric_type != faiss::METRIC_INNER_PRODUCT) return "its metric is not inner product";
+  const auto* map = dynamic_cast<const faiss::IndexIDMap2*>(&index);
+  const faiss::Index* sub = map ? map->index : nullptr;
+  const bool flat = sub && dynamic_cast<const faiss::IndexFlatIP*>(sub);
+  const auto* hnsw = sub ? dynamic_cast<const faiss::IndexHNSWFlat*>(sub) : nullptr;
+  const bool ivf = dynamic_cast<const faiss::IndexIVFFlat*>(&index) != nullptr;
+  switch (options.type) {
+    case IndexType::kFlat:
+      if (!flat) return "it is not a flat index";
+      break;
+    case IndexType::kHnsw:
+      if (!hnsw) return "it is not an HNSW index";
+      if (hnsw->hnsw.nb_neighbors(1) != options.hnsw_m) {
+        return "its HNSW degree is " + std::to_string(hnsw->hnsw.nb_neighbors(1)) + ", not " +
+               std::to_string(options.hnsw_m);
+      }
+      break;
+    case IndexType::kIvf:
+      if (!ivf && !flat) return "it is not an IVF index";
+      break;
+  }
+  return "";
+}
+
+Status SyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const std::string error = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return absl::InternalError("cannot fsync " + path + ": " + error);
+  }
+  ::close(fd);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -153,6 +224,17 @@ Status GalleryIndex::Remove(const std::vector<std::int64_t>& ids) {
   if (present.empty()) return absl::OkStatus();
   for (idx_t id : present) live_ids_.erase(id);
   if (options_.type == IndexType::kHnsw) {
+    // The graph keeps the node; its vector goes, so a deleted embedding is not kept in memory
+    // or written to a snapshot. A zero vector scores 0 against every query and is filtered.
+    auto* map = static_cast<faiss::IndexIDMap2*>(index_.get());
+    auto* storage = dynamic_cast<faiss::IndexFlatCodes*>(
+        static_cast<faiss::IndexHNSWFlat*>(map->index)->storage);
+    for (idx_t id : present) {
+      auto at = map->rev_map.find(id);
+      if (storage && at != map->rev_map.end()) {
+        std::memset(storage->codes.data() + at->second * storage->code_size, 0, storage->code_size);
+      }
+    }
     tombstones_.insert(present.begin(), present.end());
     if (tombstones_.size() * 4 > live_ids_.size() + tombstones_.size()) {
       return Rebuild(/*train_ivf=*/false);
@@ -193,6 +275,111 @@ StatusOr<std::vector<IndexHit>> GalleryIndex::Search(const std::vector<float>& q
     hits.push_back({labels[i], scores[i]});
   }
   return hits;
+}
+
+Status GalleryIndex::Save(const std::string& path) const {
+  const std::string temp = path + ".tmp";
+  {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    try {
+      faiss::write_index(index_.get(), temp.c_str());
+    } catch (const std::exception& error) {
+      std::remove(temp.c_str());
+      return FaissError("writing the snapshot " + temp, error);
+    }
+  }
+  Status synced = SyncPath(temp, O_RDONLY);
+  if (!synced.ok()) {
+    std::remove(temp.c_str());
+    return synced;
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const std::string error = std::strerror(errno);
+    std::remove(temp.c_str());
+    return absl::InternalError("cannot rename " + temp + " to " + path + ": " + error);
+  }
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  return SyncPath(dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY);
+}
+
+StatusOr<std::unique_ptr<GalleryIndex>> GalleryIndex::Load(const std::string& path, int dim,
+                                                           const IndexOptions& options,
+                                                           const std::vector<std::int64_t>& ids,
+                                                           const std::vector<float>& vectors,
+                                                           SnapshotLoad* report) {
+  if (vectors.size() != ids.size() * static_cast<std::size_t>(dim)) {
+    return absl::InvalidArgumentError("snapshot load: " + std::to_string(ids.size()) + " ids but " +
+                                      std::to_string(vectors.size()) + " floats");
+  }
+  std::error_code exists_error;
+  if (!std::filesystem::exists(path, exists_error)) {
+    return absl::NotFoundError("no index snapshot at " + path);
+  }
+  std::unique_ptr<faiss::Index> loaded;
+  try {
+    loaded.reset(faiss::read_index(path.c_str()));
+  } catch (const std::exception& error) {
+    return absl::FailedPreconditionError("index snapshot " + path +
+                                         " cannot be read: " + error.what());
+  }
+  if (const std::string why = SnapshotMismatch(*loaded, dim, options); !why.empty()) {
+    return absl::FailedPreconditionError("index snapshot " + path + " does not fit: " + why);
+  }
+  std::unordered_map<std::int64_t, std::size_t> in_store;
+  in_store.reserve(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) in_store.emplace(ids[i], i);
+  std::vector<std::int64_t> in_file, gone;
+  std::unordered_set<std::int64_t> seen;
+  std::int64_t differing = -1;
+  try {
+    ForEachStored(*loaded, dim, [&](idx_t id, const float* vector) {
+      in_file.push_back(id);
+      seen.insert(id);
+      auto it = in_store.find(id);
+      if (it == in_store.end()) {
+        gone.push_back(id);
+      } else if (differing < 0 &&
+                 std::memcmp(vector, vectors.data() + it->second * dim, sizeof(float) * dim) != 0) {
+        differing = id;
+      }
+    });
+  } catch (const std::exception& error) {
+    return absl::FailedPreconditionError("index snapshot " + path +
+                                         " cannot be read: " + error.what());
+  }
+  if (differing >= 0) {
+    return absl::FailedPreconditionError("index snapshot " + path +
+                                         " holds another vector for face " +
+                                         std::to_string(differing) + " than the store");
+  }
+  std::vector<std::int64_t> added_ids;
+  std::vector<float> added_vectors;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (seen.count(ids[i])) continue;
+    added_ids.push_back(ids[i]);
+    added_vectors.insert(added_vectors.end(), vectors.begin() + i * dim,
+                         vectors.begin() + (i + 1) * dim);
+  }
+
+  auto index = std::make_unique<GalleryIndex>(dim, options);
+  {
+    std::unique_lock<std::shared_mutex> lock(index->mutex_);
+    index->ivf_trained_ = dynamic_cast<faiss::IndexIVFFlat*>(loaded.get()) != nullptr;
+    if (options.type == IndexType::kHnsw) {
+      auto* map = static_cast<faiss::IndexIDMap2*>(loaded.get());
+      static_cast<faiss::IndexHNSWFlat*>(map->index)->hnsw.efSearch = options.hnsw_ef_search;
+    }
+    index->index_ = std::move(loaded);
+    index->live_ids_.insert(in_file.begin(), in_file.end());
+  }
+  FACEID_RETURN_IF_ERROR(index->Remove(gone));
+  FACEID_RETURN_IF_ERROR(index->Add(added_ids, added_vectors));
+  if (report) {
+    report->from_file = static_cast<std::int64_t>(in_file.size() - gone.size());
+    report->added = static_cast<std::int64_t>(added_ids.size());
+    report->removed = static_cast<std::int64_t>(gone.size());
+  }
+  return index;
 }
 
 std::int64_t GalleryIndex::size() const {

@@ -4,8 +4,9 @@
 // Ids are the store's face ids. Types:
 //   flat  IndexIDMap2 over IndexFlatIP: exact.
 //   hnsw  IndexIDMap2 over IndexHNSWFlat (inner product). HNSW cannot remove vectors, so a
-//         removed id is remembered and filtered from every result; the graph is rebuilt from
-//         the live vectors once removed ids outnumber a quarter of it.
+//         removed id is remembered and filtered from every result, and its stored vector is
+//         overwritten with zeros (no deleted embedding stays in memory or in a snapshot); the
+//         graph is rebuilt from the live vectors once removed ids outnumber a quarter of it.
 //   ivf   IndexIVFFlat (inner product) with its own ids (IndexIDMap2's compaction on removal
 //         would scramble IVF's labels). Until the gallery holds enough vectors to train the
 //         coarse quantiser, an exact IndexIDMap2 over IndexFlatIP stands in; it is trained once.
@@ -46,6 +47,13 @@ struct IndexOptions {
   int ivf_nprobe = 16;               // lists visited per query
 };
 
+// What GalleryIndex::Load did to bring a snapshot in step with the store.
+struct SnapshotLoad {
+  std::int64_t from_file = 0;  // live vectors found in the file and in the store
+  std::int64_t added = 0;      // in the store, not in the file (enrolled after it was saved)
+  std::int64_t removed = 0;    // in the file, no longer in the store (deleted since)
+};
+
 struct IndexHit {
   std::int64_t face_id = 0;
   float similarity = 0.f;
@@ -70,6 +78,23 @@ class GalleryIndex {
   // The `k` (>= 1) nearest vectors to `query` (dim floats), best first; fewer when the index
   // holds fewer. An empty index gives no hits. INVALID_ARGUMENT for a wrong query size.
   StatusOr<std::vector<IndexHit>> Search(const std::vector<float>& query, int k) const;
+
+  // Writes the index to `path` (a temporary file next to it, fsync, rename), so a restart can
+  // load it instead of rebuilding (minutes for a large HNSW graph). INTERNAL on an I/O or
+  // FAISS error; the previous file, if any, is then left as it was.
+  Status Save(const std::string& path) const;
+
+  // Loads an index written by Save and brings it in step with `ids` / `vectors` (the store,
+  // which is the source of truth; ids.size() * dim floats): ids missing from the file are
+  // added, ids no longer in the store are removed, and every vector found in both must be
+  // bit-identical. NOT_FOUND when there is no file; FAILED_PRECONDITION when the file cannot
+  // be used (unreadable, another type, dimension or HNSW degree, a vector that differs from
+  // the store, e.g. after re-embedding): the caller then rebuilds from the store.
+  static StatusOr<std::unique_ptr<GalleryIndex>> Load(const std::string& path, int dim,
+                                                      const IndexOptions& options,
+                                                      const std::vector<std::int64_t>& ids,
+                                                      const std::vector<float>& vectors,
+                                                      SnapshotLoad* report = nullptr);
 
   // Live (not removed) vectors.
   std::int64_t size() const;

@@ -2,7 +2,8 @@
 //
 //   faceid-server --model FILE --db FILE [--listen 127.0.0.1:50051] [--index flat|hnsw|ivf]
 //                 [--threads N] [--api-key-file F] [--tls-cert F --tls-key F]
-//                 [--max-image-bytes N] [--log-level L]
+//                 [--max-image-bytes N] [--batch-wait-us N] [--max-batch N]
+//                 [--index-snapshot auto|none|DIR] [--log-level L]
 //   faceid-server backup --db FILE --out FILE
 //
 // Restore a backup by starting the server with --db on the copy.
@@ -24,6 +25,7 @@
 #include "core/face_pipeline.h"
 #include "core/log.h"
 #include "core/nn/embedder_factory.h"
+#include "server/batching_embedder.h"
 #include "server/face_finder.h"
 #include "server/gallery.h"
 #include "server/index.h"
@@ -50,11 +52,14 @@ struct Flags {
   std::string db;
   std::string listen = "127.0.0.1:50051";
   std::string index = "flat";
+  std::string index_snapshot = "auto";
   int threads = 8;
   std::string api_key_file;
   std::string tls_cert;
   std::string tls_key;
   std::int64_t max_image_bytes = 16 << 20;
+  int batch_wait_us = 2000;
+  int max_batch = 64;
   std::string log_level = "info";
 };
 
@@ -110,6 +115,22 @@ Status Serve(const Flags& flags) {
       return absl::InvalidArgumentError("API key file '" + flags.api_key_file + "' is empty");
     }
   }
+  if (flags.batch_wait_us < 0 || flags.max_batch < 1) {
+    return absl::InvalidArgumentError("--batch-wait-us must be >= 0 and --max-batch >= 1");
+  }
+  BatchingOptions batching;
+  batching.max_wait = std::chrono::microseconds(flags.batch_wait_us);
+  batching.max_batch = flags.max_batch;
+  const std::string batching_text = flags.batch_wait_us == 0
+                                        ? std::string("off")
+                                        : std::to_string(flags.batch_wait_us) + " us, up to " +
+                                              std::to_string(flags.max_batch) + " crops";
+  // auto: HNSW and IVF galleries keep a snapshot next to the database (their rebuild takes
+  // minutes at a million faces); a flat index is rebuilt from SQLite as fast as it would load.
+  std::string snapshot_dir = flags.index_snapshot;
+  if (snapshot_dir == "auto")
+    snapshot_dir = index_type == IndexType::kFlat ? "none" : flags.db + ".index";
+  if (snapshot_dir == "none") snapshot_dir.clear();
   ServerOptions server_options;
   server_options.listen = flags.listen;
   server_options.threads = flags.threads;
@@ -120,12 +141,17 @@ Status Serve(const Flags& flags) {
   }
   log->info(
       "faceid-server {}: listen {}, db {}, index {}, threads {}, max image {} bytes, "
-      "API key {}, TLS {}",
+      "API key {}, TLS {}, batching {}, index snapshot {}",
       FACEID_VERSION, flags.listen, flags.db, flags.index, flags.threads, flags.max_image_bytes,
-      api_key.empty() ? "off" : "required", server_options.tls_cert_pem.empty() ? "off" : "on");
+      api_key.empty() ? "off" : "required", server_options.tls_cert_pem.empty() ? "off" : "on",
+      batching_text, snapshot_dir.empty() ? std::string("off") : snapshot_dir);
 
   // Model and pipeline: the model must have been trained on this pipeline's crops.
   FACEID_ASSIGN_OR_RETURN(std::unique_ptr<Embedder> embedder, LoadEmbedder(flags.model));
+  // Concurrent requests' faces share one forward pass (see server/batching_embedder.h).
+  if (flags.batch_wait_us > 0) {
+    embedder = std::make_unique<BatchingEmbedder>(std::move(embedder), batching);
+  }
   const ModelInfo& info = embedder->info();
   log->info(
       "model {}: name {}, version {}, {} input {} px, {}-d, pipeline {}, threshold {:.3f}, "
@@ -147,7 +173,8 @@ Status Serve(const Flags& flags) {
   FACEID_ASSIGN_OR_RETURN(std::unique_ptr<GalleryStore> store, GalleryStore::Open(flags.db));
   IndexOptions index_options;
   index_options.type = index_type;
-  GalleryManager galleries(std::move(store), info.network.embedding_dim, index_options);
+  GalleryManager galleries(std::move(store), info.network.embedding_dim, index_options,
+                           snapshot_dir);
   ServiceOptions service_options;
   service_options.max_image_bytes = flags.max_image_bytes;
   service_options.max_in_flight = flags.threads;
@@ -188,6 +215,9 @@ Status Serve(const Flags& flags) {
 
   server->Wait();
   waiter.join();
+  // Every request has ended: the next start loads this instead of rebuilding.
+  Status saved = galleries.SaveSnapshots();
+  if (!saved.ok()) log->warn("index snapshots not saved: {}", std::string(saved.message()));
   log->info("stopped");
   return absl::OkStatus();
 }
@@ -202,6 +232,10 @@ int main(int argc, char** argv) {
   app.add_option("--db", flags.db, "SQLite gallery database (created when absent)");
   app.add_option("--listen", flags.listen, "host:port to listen on")->capture_default_str();
   app.add_option("--index", flags.index, "flat (exact), hnsw or ivf")->capture_default_str();
+  app.add_option("--index-snapshot", flags.index_snapshot,
+                 "folder where the index is saved at shutdown and loaded (checked against the "
+                 "database) at start; auto: DB.index for hnsw/ivf, none for flat")
+      ->capture_default_str();
   app.add_option("--threads", flags.threads, "requests worked on at once; more are refused")
       ->capture_default_str();
   app.add_option("--api-key-file", flags.api_key_file, "file holding the required API key");
@@ -209,6 +243,13 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", flags.tls_key, "PEM private key (with --tls-cert)");
   app.add_option("--max-image-bytes", flags.max_image_bytes,
                  "largest accepted image; also sets the gRPC receive limit")
+      ->capture_default_str();
+  app.add_option("--batch-wait-us", flags.batch_wait_us,
+                 "how long a face waits for other requests' faces to share its forward pass; "
+                 "0 disables batching")
+      ->capture_default_str();
+  app.add_option("--max-batch", flags.max_batch,
+                 "a batch runs at once when it holds this many faces")
       ->capture_default_str();
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
       ->capture_default_str();

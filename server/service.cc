@@ -418,8 +418,6 @@ grpc::Status FaceService::Identify(grpc::ServerContext* context, const v1::Ident
     FACEID_RETURN_IF_ERROR(galleries_->CheckGallery(gallery));
 
     // Detect in every image, then embed all faces in one batch.
-    // Not handled yet: faces of concurrent requests are not batched together; each request
-    // runs its own forward pass.
     std::vector<cv::Mat> crops;
     std::vector<std::pair<int, AlignedFace>> faces;
     for (int i = 0; i < n; ++i) {

@@ -2,8 +2,13 @@
 #include "server/index.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
 #include <vector>
@@ -95,6 +100,121 @@ TEST_P(GalleryIndexTypesTest, RemovingEverythingLeavesAnEmptyIndex) {
   auto hits = index.Search(Row(vectors, 0), 5);
   ASSERT_TRUE(hits.ok());
   EXPECT_TRUE(hits->empty());
+}
+
+std::string SnapshotPath(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("faceid_index_test_" + std::to_string(::getpid()) + "_" + name + ".faiss"))
+      .string();
+}
+
+// The store's view after the snapshot was saved: ids [from, to) with their vectors.
+struct StoreRows {
+  std::vector<std::int64_t> ids;
+  std::vector<float> vectors;
+};
+StoreRows Rows(const std::vector<float>& all, int from, int to) {
+  StoreRows rows;
+  for (int i = from; i < to; ++i) {
+    rows.ids.push_back(100 + i);
+    const auto row = Row(all, i);
+    rows.vectors.insert(rows.vectors.end(), row.begin(), row.end());
+  }
+  return rows;
+}
+
+TEST_P(GalleryIndexTypesTest, SnapshotLoadsInStepWithTheStore) {
+  const IndexOptions options = Options(GetParam());
+  const std::string path = SnapshotPath("step" + IndexTypeName(GetParam()));
+  const int n = 600;
+  const auto all = RandomUnitVectors(n + 50, 4);
+  {
+    GalleryIndex index(kDim, options);
+    const StoreRows saved = Rows(all, 0, n);
+    ASSERT_TRUE(index.Add(saved.ids, saved.vectors).ok());
+    ASSERT_TRUE(index.Remove({100, 101}).ok());  // deleted before the save
+    ASSERT_TRUE(index.Save(path).ok());
+  }
+  // Since the save: faces 100..109 deleted, 50 more enrolled.
+  const StoreRows store = Rows(all, 10, n + 50);
+  SnapshotLoad report;
+  auto loaded = GalleryIndex::Load(path, kDim, options, store.ids, store.vectors, &report);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(report.from_file, n - 10);
+  EXPECT_EQ(report.added, 50);
+  EXPECT_EQ(report.removed, GetParam() == IndexType::kHnsw ? 10 : 8);
+  EXPECT_EQ((*loaded)->size(), n + 40);
+  for (int i = 0; i < n + 50; i += 7) {
+    auto hits = (*loaded)->Search(Row(all, i), 5);
+    ASSERT_TRUE(hits.ok()) << hits.status();
+    for (const IndexHit& hit : *hits) EXPECT_GE(hit.face_id, 110) << "deleted face returned";
+    if (i >= 10) {
+      ASSERT_FALSE(hits->empty());
+      EXPECT_EQ((*hits)[0].face_id, 100 + i);
+    }
+  }
+  std::filesystem::remove(path);
+}
+
+TEST_P(GalleryIndexTypesTest, SnapshotThatDisagreesWithTheStoreIsRefused) {
+  const IndexOptions options = Options(GetParam());
+  const std::string path = SnapshotPath("differs" + IndexTypeName(GetParam()));
+  const auto all = RandomUnitVectors(500, 5);
+  StoreRows store = Rows(all, 0, 500);
+  {
+    GalleryIndex index(kDim, options);
+    ASSERT_TRUE(index.Add(store.ids, store.vectors).ok());
+    ASSERT_TRUE(index.Save(path).ok());
+  }
+  EXPECT_TRUE(GalleryIndex::Load(path, kDim, options, store.ids, store.vectors).ok());
+  // Face 300 re-embedded by a new model: its vector in the file is stale.
+  store.vectors[200 * kDim] += 0.25f;
+  auto stale = GalleryIndex::Load(path, kDim, options, store.ids, store.vectors);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition) << stale.status();
+  store.vectors[200 * kDim] -= 0.25f;
+  // Another dimension, another type.
+  EXPECT_EQ(GalleryIndex::Load(path, kDim * 2, options, {}, {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const IndexType other = GetParam() == IndexType::kHnsw ? IndexType::kFlat : IndexType::kHnsw;
+  EXPECT_EQ(
+      GalleryIndex::Load(path, kDim, Options(other), store.ids, store.vectors).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  // A truncated file.
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 3));
+  }
+  EXPECT_EQ(GalleryIndex::Load(path, kDim, options, store.ids, store.vectors).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  std::filesystem::remove(path);
+  EXPECT_EQ(GalleryIndex::Load(path, kDim, options, store.ids, store.vectors).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(GalleryIndexTypesTest, SnapshotHoldsNoRemovedVector) {
+  const std::string path = SnapshotPath("erased" + IndexTypeName(GetParam()));
+  const auto all = RandomUnitVectors(500, 6);
+  GalleryIndex index(kDim, Options(GetParam()));
+  ASSERT_TRUE(index.Add(Ids(500), all).ok());
+  ASSERT_TRUE(index.Remove({123}).ok());
+  ASSERT_TRUE(index.Save(path).ok());
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string removed(reinterpret_cast<const char*>(all.data() + 23 * kDim),
+                            sizeof(float) * kDim);
+  const std::string kept(reinterpret_cast<const char*>(all.data() + 24 * kDim),
+                         sizeof(float) * kDim);
+  EXPECT_NE(bytes.find(kept), std::string::npos) << "the search only works if vectors are there";
+  EXPECT_EQ(bytes.find(removed), std::string::npos) << "a removed vector was written";
+  std::filesystem::remove(path);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, GalleryIndexTypesTest,
