@@ -2,7 +2,9 @@
 // (pipeline -> embedder -> gallery search), with 1 and 8 concurrent clients: QPS, p50, p99.
 // The gallery holds `--people` LFW people (2 photos each); probes are their other photos.
 //
-//   identify_bench --model FILE [--people N] [--seconds S]
+//   identify_bench --model FILE [--people N] [--seconds S] [--batch-wait-us N]
+// --batch-wait-us (default 2000, as faceid-server; 0 = off) wraps the model in the server's
+// BatchingEmbedder for both paths, so they do the same work.
 //   e.g. OMP_WAIT_POLICY=PASSIVE build/bin/identify_bench --model build/fixture/model.faceid
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -23,6 +25,7 @@
 #include "core/face_pipeline.h"
 #include "core/nn/embedder_factory.h"
 #include "faceid/v1/faceid.grpc.pb.h"
+#include "server/batching_embedder.h"
 #include "server/face_finder.h"
 #include "server/gallery.h"
 #include "server/server.h"
@@ -75,12 +78,19 @@ Figures Measure(int clients, double seconds, const std::vector<std::string>& pro
   return figures;
 }
 
-int Run(const std::string& model, int people, double seconds) {
+int Run(const std::string& model, int people, double seconds, int batch_wait_us) {
   auto embedder = LoadEmbedder(model, "cpu");
   if (!embedder.ok()) {
     std::fprintf(stderr, "%s\n", std::string(embedder.status().message()).c_str());
     return 1;
   }
+  if (batch_wait_us > 0) {
+    BatchingOptions batching;
+    batching.max_wait = std::chrono::microseconds(batch_wait_us);
+    *embedder = std::make_unique<BatchingEmbedder>(std::move(*embedder), batching);
+  }
+  std::printf("batching across requests: %s\n",
+              batch_wait_us > 0 ? (std::to_string(batch_wait_us) + " us").c_str() : "off");
   PipelineOptions pipeline_options;
   pipeline_options.crop_size = (*embedder)->info().crop_size;
   auto pipeline = FacePipeline::Create(pipeline_options);
@@ -167,14 +177,18 @@ int main(int argc, char** argv) {
   std::string model;
   int people = 50;
   double seconds = 10;
+  int batch_wait_us = 2000;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
     if (!std::strcmp(argv[i], "--people")) people = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--batch-wait-us")) batch_wait_us = std::atoi(argv[i + 1]);
   }
   if (model.empty()) {
-    std::fprintf(stderr, "usage: identify_bench --model FILE [--people N] [--seconds S]\n");
+    std::fprintf(
+        stderr,
+        "usage: identify_bench --model FILE [--people N] [--seconds S] [--batch-wait-us N]\n");
     return 2;
   }
-  return faceid::Run(model, people, seconds);
+  return faceid::Run(model, people, seconds, batch_wait_us);
 }
