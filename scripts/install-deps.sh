@@ -14,6 +14,7 @@ packages=(
   libsqlite3-dev sqlite3 libssl-dev libabsl-dev
   libspdlog-dev libfmt-dev
   libcli11-dev nlohmann-json3-dev
+  libplplot-dev plplot-driver-cairo
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-grpcio python3-grpc-tools python3-protobuf python3-numpy
 )
