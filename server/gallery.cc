@@ -18,7 +18,26 @@ constexpr int kReembedBatch = 32;
 // Hits fetched per wanted person at first; several faces of one person can fill the list.
 constexpr int kHitsPerPerson = 4;
 constexpr int kMinHits = 16;
+// Snapshot files are named kSnapshotPrefix + hex(gallery) + kSnapshotSuffix; nothing else in
+// the folder is ever touched.
+constexpr char kSnapshotPrefix[] = "faceid-gallery-";
 constexpr char kSnapshotSuffix[] = ".faiss";
+
+// True for our snapshot files and the temporaries of an interrupted save.
+bool IsSnapshotFile(const std::string& name) {
+  std::string rest = name;
+  if (rest.rfind(kSnapshotPrefix, 0) != 0) return false;
+  rest = rest.substr(sizeof(kSnapshotPrefix) - 1);
+  for (const std::string& tail :
+       {std::string(kSnapshotSuffix), std::string(kSnapshotSuffix) + ".tmp"}) {
+    if (rest.size() > tail.size() &&
+        rest.compare(rest.size() - tail.size(), tail.size(), tail) == 0) {
+      const std::string hex = rest.substr(0, rest.size() - tail.size());
+      return hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdef") == std::string::npos;
+    }
+  }
+  return false;
+}
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -44,7 +63,8 @@ GalleryManager::GalleryManager(std::unique_ptr<GalleryStore> store, int embeddin
       snapshot_dir_(std::move(snapshot_dir)) {}
 
 std::string GalleryManager::SnapshotPath(const std::string& gallery) const {
-  return (std::filesystem::path(snapshot_dir_) / ("g" + Hex(gallery) + kSnapshotSuffix)).string();
+  return (std::filesystem::path(snapshot_dir_) / (kSnapshotPrefix + Hex(gallery) + kSnapshotSuffix))
+      .string();
 }
 
 void GalleryManager::DropSnapshot(const std::string& gallery) {
@@ -78,13 +98,11 @@ Status GalleryManager::SaveSnapshotsLocked() {
   // Files of galleries deleted meanwhile, and temporaries of an interrupted save.
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(snapshot_dir_, error)) {
-    const std::string name = entry.path().filename().string();
-    const bool ours =
-        name.size() > 1 && name[0] == 'g' &&
-        (entry.path().extension() == kSnapshotSuffix || entry.path().extension() == ".tmp");
     bool live = false;
     for (const auto& pair : indexes) live = live || SnapshotPath(pair.first) == entry.path();
-    if (ours && !live) std::filesystem::remove(entry.path(), error);
+    if (!live && IsSnapshotFile(entry.path().filename().string())) {
+      std::filesystem::remove(entry.path(), error);
+    }
   }
   Logger("server")->info("index snapshots saved to {}: {} galleries, {} faces in {:.2f} s",
                          snapshot_dir_, indexes.size(), faces, SecondsSince(started));
@@ -145,9 +163,10 @@ Status GalleryManager::Prepare(const Embedder& embedder) {
   if (!snapshot_dir_.empty()) {
     std::error_code error;
     std::filesystem::create_directories(snapshot_dir_, error);
-    if (error) {
-      return absl::FailedPreconditionError("cannot create the index snapshot folder " +
-                                           snapshot_dir_ + ": " + error.message());
+    if (error || !std::filesystem::is_directory(snapshot_dir_, error)) {
+      log->warn("index snapshot folder {} cannot be used ({}): serving without snapshots",
+                snapshot_dir_, error ? error.message() : "not a folder");
+      snapshot_dir_.clear();
     }
   }
   PrepareReport report;
@@ -308,6 +327,18 @@ StatusOr<DeletedFaces> GalleryManager::DeleteGallery(const std::string& gallery)
     indexes_.erase(gallery);
   }
   return deleted;
+}
+
+int RemoveIndexSnapshots(const std::string& dir) {
+  int removed = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (IsSnapshotFile(entry.path().filename().string()) &&
+        std::filesystem::remove(entry.path(), error)) {
+      ++removed;
+    }
+  }
+  return removed;
 }
 
 }  // namespace faceid

@@ -38,6 +38,11 @@ struct PersonMatch {
   float similarity = 0.f;
 };
 
+// Removes the index snapshot files (and save temporaries) a GalleryManager wrote in `dir`,
+// nothing else; returns how many. For a server started without snapshots, or with another
+// folder, so that no snapshot of an older run keeps embeddings deleted since.
+int RemoveIndexSnapshots(const std::string& dir);
+
 // How Prepare() obtained the indexes.
 struct PrepareReport {
   int galleries_loaded = 0;  // from a snapshot
@@ -50,7 +55,9 @@ struct PrepareReport {
 class GalleryManager {
  public:
   // `embedding_dim`: the serving model's dimension. `snapshot_dir`: folder of index snapshots
-  // (created when missing), or "" for none. The manager is not ready until Prepare() succeeds.
+  // (created when missing; one folder per database), or "" for none. A folder that cannot be
+  // created is logged by Prepare(), which then goes on without snapshots. The manager is not ready
+  // until Prepare() succeeds.
   GalleryManager(std::unique_ptr<GalleryStore> store, int embedding_dim,
                  const IndexOptions& index_options, std::string snapshot_dir = "");
 
@@ -111,7 +118,7 @@ class GalleryManager {
   std::unique_ptr<GalleryStore> store_;
   const int embedding_dim_;
   const IndexOptions index_options_;
-  const std::string snapshot_dir_;
+  std::string snapshot_dir_;  // cleared by Prepare when unusable; then guarded by writer_mutex_
   std::atomic<bool> ready_{false};
   PrepareReport prepare_report_;  // written by Prepare before ready_
   std::mutex writer_mutex_;       // one writer at a time across store and indexes

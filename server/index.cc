@@ -20,6 +20,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/hash.h"
+
 namespace faceid {
 
 namespace {
@@ -90,6 +92,72 @@ std::string SnapshotMismatch(const faiss::Index& index, int dim, const IndexOpti
       break;
   }
   return "";
+}
+
+// A snapshot is FAISS's own file followed by this trailer: magic, then the lower-case hex
+// SHA-256 of everything before the trailer. FAISS trusts its files (a damaged HNSW graph
+// crashes the first search), so a file whose digest does not match is never parsed.
+constexpr char kTrailerMagic[] = "FACEIDIX";  // 8 bytes
+constexpr std::size_t kTrailerSize = 8 + 64;
+
+// Why the loaded structure is inconsistent (sizes, graph links and levels out of range), ""
+// when it is sound. Run before the first search: FAISS does not check these itself.
+std::string BrokenStructure(const faiss::Index& index) {
+  const idx_t n = index.ntotal;
+  if (n < 0) return "negative vector count";
+  if (const auto* map = dynamic_cast<const faiss::IndexIDMap2*>(&index)) {
+    if (!map->index || static_cast<idx_t>(map->id_map.size()) != n || map->index->ntotal != n) {
+      return "id map and index sizes differ";
+    }
+    if (static_cast<idx_t>(map->rev_map.size()) != n) return "repeated ids";
+    if (const auto* flat = dynamic_cast<const faiss::IndexFlatCodes*>(map->index)) {
+      if (flat->codes.size() != static_cast<std::size_t>(n) * flat->code_size) {
+        return "flat storage size is wrong";
+      }
+      return "";
+    }
+    const auto* hnsw_index = dynamic_cast<const faiss::IndexHNSWFlat*>(map->index);
+    if (!hnsw_index) return "unexpected sub-index";
+    const auto* storage = dynamic_cast<const faiss::IndexFlatCodes*>(hnsw_index->storage);
+    if (!storage || storage->ntotal != n ||
+        storage->codes.size() != static_cast<std::size_t>(n) * storage->code_size) {
+      return "HNSW storage size is wrong";
+    }
+    const faiss::HNSW& g = hnsw_index->hnsw;
+    const int levels_known = static_cast<int>(g.cum_nneighbor_per_level.size()) - 1;
+    if (static_cast<idx_t>(g.levels.size()) != n || static_cast<idx_t>(g.offsets.size()) != n + 1 ||
+        g.offsets[0] != 0 || g.offsets[n] != g.neighbors.size()) {
+      return "HNSW graph tables have the wrong size";
+    }
+    if (g.max_level < -1 || g.max_level >= levels_known) return "HNSW level out of range";
+    if (n == 0 ? g.entry_point != -1
+               : (g.entry_point < 0 || g.entry_point >= n ||
+                  g.levels[g.entry_point] - 1 != g.max_level)) {
+      return "HNSW entry point out of range";
+    }
+    for (idx_t i = 0; i < n; ++i) {
+      const int level = g.levels[i];
+      if (level < 1 || level - 1 > g.max_level ||
+          g.offsets[i + 1] - g.offsets[i] !=
+              static_cast<std::size_t>(g.cum_nneighbor_per_level[level])) {
+        return "HNSW node " + std::to_string(i) + " is inconsistent";
+      }
+    }
+    for (faiss::HNSW::storage_idx_t neighbor : g.neighbors) {
+      if (neighbor < -1 || neighbor >= n) return "HNSW link out of range";
+    }
+    return "";
+  }
+  const auto* ivf = dynamic_cast<const faiss::IndexIVFFlat*>(&index);
+  if (!ivf || !ivf->invlists || !ivf->quantizer) return "unexpected index";
+  if (ivf->code_size != sizeof(float) * static_cast<std::size_t>(ivf->d) ||
+      ivf->invlists->nlist != ivf->nlist ||
+      ivf->quantizer->ntotal != static_cast<idx_t>(ivf->nlist) || ivf->quantizer->d != ivf->d) {
+    return "IVF lists do not fit the quantiser";
+  }
+  idx_t listed = 0;
+  for (std::size_t list = 0; list < ivf->nlist; ++list) listed += ivf->invlists->list_size(list);
+  return listed == n ? "" : "IVF lists hold another number of vectors";
 }
 
 Status SyncPath(const std::string& path, int flags) {
@@ -196,12 +264,18 @@ Status GalleryIndex::Add(const std::vector<std::int64_t>& ids, const std::vector
   }
   if (ids.empty()) return absl::OkStatus();
   std::unique_lock<std::shared_mutex> lock(mutex_);
+  bool reuses_removed = false;
   for (std::int64_t id : ids) {
-    if (live_ids_.count(id) || tombstones_.count(id)) {
+    if (live_ids_.count(id)) {
       return absl::InvalidArgumentError("index add: face id " + std::to_string(id) +
                                         " is already in the index");
     }
+    reuses_removed = reuses_removed || tombstones_.count(id);
   }
+  // An id removed from HNSW is still a node of the graph. It comes back when the store hands
+  // it out again (e.g. a database restored from a backup, under a newer snapshot): drop the
+  // removed nodes first.
+  if (reuses_removed) FACEID_RETURN_IF_ERROR(Rebuild(/*train_ivf=*/false));
   try {
     index_->add_with_ids(static_cast<idx_t>(ids.size()), vectors.data(), ids.data());
   } catch (const std::exception& error) {
@@ -288,6 +362,19 @@ Status GalleryIndex::Save(const std::string& path) const {
       return FaissError("writing the snapshot " + temp, error);
     }
   }
+  std::error_code size_error;
+  const auto size = std::filesystem::file_size(temp, size_error);
+  const std::string digest = size_error ? "" : Sha256HexOfFile(temp, static_cast<long long>(size));
+  {
+    std::FILE* out = digest.size() == 64 ? std::fopen(temp.c_str(), "ab") : nullptr;
+    const bool written = out && std::fwrite(kTrailerMagic, 1, 8, out) == 8 &&
+                         std::fwrite(digest.data(), 1, 64, out) == 64;
+    if (out && std::fclose(out) != 0) out = nullptr;
+    if (!written || !out) {
+      std::remove(temp.c_str());
+      return absl::InternalError("cannot write the snapshot checksum to " + temp);
+    }
+  }
   Status synced = SyncPath(temp, O_RDONLY);
   if (!synced.ok()) {
     std::remove(temp.c_str());
@@ -311,9 +398,29 @@ StatusOr<std::unique_ptr<GalleryIndex>> GalleryIndex::Load(const std::string& pa
     return absl::InvalidArgumentError("snapshot load: " + std::to_string(ids.size()) + " ids but " +
                                       std::to_string(vectors.size()) + " floats");
   }
-  std::error_code exists_error;
-  if (!std::filesystem::exists(path, exists_error)) {
+  std::error_code fs_error;
+  const auto kind = std::filesystem::status(path, fs_error).type();
+  if (kind == std::filesystem::file_type::not_found) {
     return absl::NotFoundError("no index snapshot at " + path);
+  }
+  if (kind != std::filesystem::file_type::regular) {
+    return absl::FailedPreconditionError("index snapshot " + path + " is not a regular file");
+  }
+  const auto size = std::filesystem::file_size(path, fs_error);
+  std::string trailer(kTrailerSize, '\0');
+  {
+    std::FILE* in = fs_error || size < kTrailerSize ? nullptr : std::fopen(path.c_str(), "rb");
+    const bool read = in && std::fseek(in, static_cast<long>(size - kTrailerSize), SEEK_SET) == 0 &&
+                      std::fread(trailer.data(), 1, kTrailerSize, in) == kTrailerSize;
+    if (in) std::fclose(in);
+    if (!read || trailer.compare(0, 8, kTrailerMagic) != 0) {
+      return absl::FailedPreconditionError("index snapshot " + path +
+                                           " has no faceid checksum (damaged or not ours)");
+    }
+  }
+  if (Sha256HexOfFile(path, static_cast<long long>(size - kTrailerSize)) != trailer.substr(8)) {
+    return absl::FailedPreconditionError("index snapshot " + path +
+                                         " fails its checksum (damaged)");
   }
   std::unique_ptr<faiss::Index> loaded;
   try {
@@ -325,12 +432,15 @@ StatusOr<std::unique_ptr<GalleryIndex>> GalleryIndex::Load(const std::string& pa
   if (const std::string why = SnapshotMismatch(*loaded, dim, options); !why.empty()) {
     return absl::FailedPreconditionError("index snapshot " + path + " does not fit: " + why);
   }
+  if (const std::string why = BrokenStructure(*loaded); !why.empty()) {
+    return absl::FailedPreconditionError("index snapshot " + path + " is inconsistent: " + why);
+  }
   std::unordered_map<std::int64_t, std::size_t> in_store;
   in_store.reserve(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) in_store.emplace(ids[i], i);
   std::vector<std::int64_t> in_file, gone;
   std::unordered_set<std::int64_t> seen;
-  std::int64_t differing = -1;
+  std::int64_t differing = -1, already_removed = 0;
   try {
     ForEachStored(*loaded, dim, [&](idx_t id, const float* vector) {
       in_file.push_back(id);
@@ -338,6 +448,8 @@ StatusOr<std::unique_ptr<GalleryIndex>> GalleryIndex::Load(const std::string& pa
       auto it = in_store.find(id);
       if (it == in_store.end()) {
         gone.push_back(id);
+        // A zeroed vector: an HNSW entry removed before the save (see Remove).
+        already_removed += std::all_of(vector, vector + dim, [](float x) { return x == 0.f; });
       } else if (differing < 0 &&
                  std::memcmp(vector, vectors.data() + it->second * dim, sizeof(float) * dim) != 0) {
         differing = id;
@@ -377,7 +489,7 @@ StatusOr<std::unique_ptr<GalleryIndex>> GalleryIndex::Load(const std::string& pa
   if (report) {
     report->from_file = static_cast<std::int64_t>(in_file.size() - gone.size());
     report->added = static_cast<std::int64_t>(added_ids.size());
-    report->removed = static_cast<std::int64_t>(gone.size());
+    report->removed = static_cast<std::int64_t>(gone.size()) - already_removed;
   }
   return index;
 }

@@ -8,7 +8,9 @@
 //
 // Restore a backup by starting the server with --db on the copy.
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -62,6 +66,25 @@ struct Flags {
   int max_batch = 64;
   std::string log_level = "info";
 };
+
+// Held for the server's lifetime: a second server on the same database would keep its own
+// index, miss the first one's enrollments and write snapshots that resurrect its deletes.
+// The lock goes with the process (also on SIGKILL). `faceid-server backup` does not take it.
+StatusOr<int> LockDatabase(const std::string& db) {
+  const std::string path = db + ".lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError("cannot open the lock file " + path + ": " +
+                                         std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        "database " + db + " is in use by another faceid-server (lock file " + path +
+        "); stop it first, or serve a copy (faceid-server backup)");
+  }
+  return fd;
+}
 
 StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
@@ -115,8 +138,11 @@ Status Serve(const Flags& flags) {
       return absl::InvalidArgumentError("API key file '" + flags.api_key_file + "' is empty");
     }
   }
-  if (flags.batch_wait_us < 0 || flags.max_batch < 1) {
-    return absl::InvalidArgumentError("--batch-wait-us must be >= 0 and --max-batch >= 1");
+  // The wait bounds how long a lone request and a graceful stop may be delayed.
+  if (flags.batch_wait_us < 0 || flags.batch_wait_us > 100000 || flags.max_batch < 1 ||
+      flags.max_batch > 4096) {
+    return absl::InvalidArgumentError(
+        "--batch-wait-us must be within 0..100000 and --max-batch within 1..4096");
   }
   BatchingOptions batching;
   batching.max_wait = std::chrono::microseconds(flags.batch_wait_us);
@@ -170,7 +196,20 @@ Status Serve(const Flags& flags) {
                           FacePipeline::Create(pipeline_options));
   PipelineFaceFinder finder(*pipeline);
 
+  FACEID_ASSIGN_OR_RETURN(const int lock_fd, LockDatabase(flags.db));
+  (void)lock_fd;  // released when the process exits
   FACEID_ASSIGN_OR_RETURN(std::unique_ptr<GalleryStore> store, GalleryStore::Open(flags.db));
+  // Snapshots left in the default folder by an earlier hnsw/ivf run would keep embeddings
+  // that this run deletes: drop them when this run does not keep its snapshots there.
+  const std::string default_snapshots = flags.db + ".index";
+  std::error_code exists_error;
+  if (snapshot_dir != default_snapshots &&
+      std::filesystem::is_directory(default_snapshots, exists_error)) {
+    const int removed = RemoveIndexSnapshots(default_snapshots);
+    if (removed > 0) {
+      log->info("removed {} stale index snapshots from {}", removed, default_snapshots);
+    }
+  }
   IndexOptions index_options;
   index_options.type = index_type;
   GalleryManager galleries(std::move(store), info.network.embedding_dim, index_options,

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "tests/server/fakes.h"
@@ -132,6 +133,34 @@ TEST_F(GallerySnapshotTest, UnusableSnapshotIsRebuiltNotAnError) {
   EXPECT_EQ(second->prepare_report().galleries_loaded, 0);
   EXPECT_EQ(second->prepare_report().galleries_built, 2);
   EXPECT_EQ(Top(*second, "ann"), "ann");
+}
+
+// Regression: the snapshot folder being a file stopped the server from starting.
+TEST_F(GallerySnapshotTest, UnusableSnapshotFolderMeansServingWithoutSnapshots) {
+  { std::ofstream(dir_ / "index") << "not a folder"; }
+  auto manager = Open();
+  EXPECT_TRUE(manager->ready());
+  EXPECT_TRUE(manager->snapshot_dir().empty());
+  Enroll(*manager, "ann");
+  EXPECT_EQ(Top(*manager, "ann"), "ann");
+  EXPECT_TRUE(manager->SaveSnapshots().ok());
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "index"));
+}
+
+// Regression: saving deleted every g*.faiss and g*.tmp file of the folder, not only its own.
+TEST_F(GallerySnapshotTest, SavingAndPurgingTouchOnlyTheirOwnFiles) {
+  fs::create_directories(dir_ / "index");
+  const std::vector<std::string> foreign = {"g.tmp", "gpu-model.faiss", "notes.txt",
+                                            "faceid-gallery-zz.faiss"};
+  for (const std::string& name : foreign) std::ofstream(dir_ / "index" / name) << "keep";
+  {
+    auto manager = Open();
+    Enroll(*manager, "ann");
+    ASSERT_TRUE(manager->SaveSnapshots().ok());
+  }
+  EXPECT_EQ(SnapshotFiles(), 2 + 2);  // ours, plus two foreign names ending in .faiss
+  EXPECT_EQ(RemoveIndexSnapshots((dir_ / "index").string()), 2);
+  for (const std::string& name : foreign) EXPECT_TRUE(fs::exists(dir_ / "index" / name)) << name;
 }
 
 }  // namespace

@@ -256,5 +256,26 @@ TEST_F(ServerProcessTest, SigtermStopsGracefullyAndBackupCopiesTheGallery) {
   EXPECT_NE(std::system(missing.c_str()), 0);
 }
 
+// A second server on a database in use would keep its own index and miss the first one's
+// enrollments: it is refused with a message, and the first keeps serving.
+TEST_F(ServerProcessTest, SecondServerOnTheSameDatabaseIsRefused) {
+  ChildServer first(dir_, model_);
+  const int port = first.Start();
+  ASSERT_GT(port, 0);
+  const std::string binary = std::string(FACEID_BIN_DIR) + "/faceid-server";
+  const std::string log = (dir_ / "second.log").string();
+  const std::string command = "timeout 60 " + binary + " --model " + model_ + " --db " +
+                              (dir_ / "gallery.db").string() + " --listen 127.0.0.1:0 > " + log +
+                              " 2>&1";
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << ReadAll(log);
+  EXPECT_NE(ReadAll(log).find("in use by another faceid-server"), std::string::npos)
+      << ReadAll(log);
+  grpc::ClientContext context;
+  v1::InfoResponse info;
+  EXPECT_TRUE(StubOn(port)->Info(&context, {}, &info).ok());
+}
+
 }  // namespace
 }  // namespace faceid
