@@ -12,9 +12,13 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
+# FACEID_DATA=DIR (a folder holding lfw_deepfunneled/, att_orl/, scenes/ ..., like
+# ../shared/data) points the tests at face data outside the default place; given, or with
+# CMAKE_FLAGS, the build is configured again so the value takes effect.
 configure: deps
-	@if [ ! -f $(BUILD_DIR)/build.ninja ]; then \
-	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS); \
+	@if [ ! -f $(BUILD_DIR)/build.ninja ] || [ -n "$(FACEID_DATA)$(CMAKE_FLAGS)" ]; then \
+	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	    $(if $(FACEID_DATA),-DFACEID_DATA_DIR=$(abspath $(FACEID_DATA))) $(CMAKE_FLAGS); \
 	fi
 
 build: configure
