@@ -40,7 +40,7 @@ tsan: deps
 	  -DFACEID_BUILD_BENCH=OFF
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1" \
-	  ctest --output-on-failure -L tsan
+	  OMP_NUM_THREADS=1 ctest --output-on-failure -L tsan
 
 clean:
 	rm -rf $(BUILD_DIR) build-tsan

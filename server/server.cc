@@ -53,7 +53,13 @@ class ParseErrorInterceptor : public hooks::Interceptor {
 class ParseErrorInterceptorFactory : public hooks::ServerInterceptorFactoryInterface {
  public:
   hooks::Interceptor* CreateServerInterceptor(hooks::ServerRpcInfo* info) override {
-    if (info->type() != hooks::ServerRpcInfo::Type::UNARY) return nullptr;
+    // Only faceid.v1's own (synchronous) methods. gRPC's health service runs on the callback
+    // API, which moves the interceptor between threads inside libgrpc++ (not instrumented for
+    // ThreadSanitizer) and keeps gRPC's own codes.
+    const std::string method = info->method() ? info->method() : "";
+    if (info->type() != hooks::ServerRpcInfo::Type::UNARY || method.rfind("/faceid.v1.", 0) != 0) {
+      return nullptr;
+    }
     return new ParseErrorInterceptor(info->method());
   }
 };
