@@ -180,7 +180,8 @@ def run_demo(client, enrolled, unknown, args):
         client.run(*cmd, check=False)
 
     correct = known_correct = probes = 0
-    print("demo: identifying their other photos")
+    print("demo: identifying their other photos "
+          "(ok = right person and known, ~ = right person but below the threshold, x = wrong)")
     threshold = None
     for person in enrolled:
         files = person["images"][args.enroll_per_person:][:args.max_probes_per_person]
@@ -192,6 +193,8 @@ def run_demo(client, enrolled, unknown, args):
             correct += hit
             known_correct += hit and decision == "DECISION_KNOWN"
             shown = "unknown" if decision != "DECISION_KNOWN" else who
+            if decision == "no face":
+                shown = "no face found"
             sim_text = f"{sim:.3f}" if sim is not None else "  -  "
             mark = "ok " if hit and decision == "DECISION_KNOWN" else ("~  " if hit else "x  ")
             print(f"  {mark} {os.path.basename(file):32s} -> {shown:28s} "
@@ -231,8 +234,9 @@ def run_demo(client, enrolled, unknown, args):
     print(f"  enrolled people          {len(enrolled)} (never seen in training)")
     print(f"  rank-1 on their probes   {summary['rank1']:.1%} of {probes} "
           f"(chance {summary['chance_rank1']:.1%})")
-    print(f"  recognised above threshold {summary['recognised_above_threshold']:.1%} "
-          f"(threshold {threshold})")
+    threshold_text = f"{threshold:.3f}" if isinstance(threshold, float) else str(threshold)
+    print(f"  known above threshold    {summary['recognised_above_threshold']:.1%} "
+          f"(threshold {threshold_text})")
     print(f"  unknowns rejected        {summary['unknown_rejected']:.1%} of {unknown_probes}")
     print(f"  false accepts            {false_accepts}")
     print(f"  median identify latency  {latency:.1f} ms" if latency is not None else
