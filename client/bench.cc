@@ -1,5 +1,6 @@
 // `faceid bench`: the same request over and over from several threads, bounded by a request
 // count or a duration; prints QPS, latency percentiles and errors by status code.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -14,6 +15,8 @@ namespace {
 
 namespace v1 = ::faceid::v1;
 using Clock = std::chrono::steady_clock;
+
+constexpr double kMaxBackoffMs = 1000;
 
 // One call of the chosen method; returns its status.
 grpc::Status CallOnce(CommandEnv& env, const BenchArgs& args, const std::string& image) {
@@ -48,6 +51,7 @@ int RunBench(CommandEnv& env, const BenchArgs& args) {
   std::vector<double> latencies_ms;       // successful calls only; guarded by mutex
   std::map<int, int64_t> errors_by_code;  // guarded by mutex
   std::atomic<int64_t> issued{0};
+  std::atomic<int64_t> backoffs{0};
   const auto start = Clock::now();
   const auto stop_at = start + std::chrono::duration_cast<Clock::duration>(
                                    std::chrono::duration<double>(args.duration_s));
@@ -57,6 +61,7 @@ int RunBench(CommandEnv& env, const BenchArgs& args) {
     workers.emplace_back([&] {
       std::vector<double> mine;
       std::map<int, int64_t> my_errors;
+      double backoff_ms = 0;  // the wait after the last RESOURCE_EXHAUSTED; 0 after a success
       while (true) {
         if (args.requests > 0 && issued.fetch_add(1) >= args.requests) break;
         if (args.duration_s > 0 && Clock::now() >= stop_at) break;
@@ -65,8 +70,17 @@ int RunBench(CommandEnv& env, const BenchArgs& args) {
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
         if (status.ok()) {
           mine.push_back(ms);
+          backoff_ms = 0;
         } else {
           ++my_errors[static_cast<int>(status.error_code())];
+        }
+        if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && args.backoff_ms > 0) {
+          backoff_ms = backoff_ms == 0 ? args.backoff_ms : std::min(2 * backoff_ms, kMaxBackoffMs);
+          ++backoffs;
+          auto wake = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double, std::milli>(backoff_ms));
+          if (args.duration_s > 0) wake = std::min(wake, stop_at);
+          std::this_thread::sleep_until(wake);
         }
       }
       std::lock_guard<std::mutex> lock(mutex);
@@ -89,6 +103,7 @@ int RunBench(CommandEnv& env, const BenchArgs& args) {
               {"ok", summary.count},
               {"errors", errors},
               {"errors_by_code", by_code},
+              {"backoffs", backoffs.load()},
               {"wall_s", wall_s},
               {"qps", summary.qps},
               {"latency_ms",
@@ -110,6 +125,7 @@ int RunBench(CommandEnv& env, const BenchArgs& args) {
     for (const auto& [code, count] : errors_by_code) {
       env.out() << "  " << StatusCodeName(code) << " " << count;
     }
+    if (backoffs > 0) env.out() << "  (backed off " << backoffs << " times on overload)";
     env.out() << "\n";
   }
   if (summary.count == 0 && errors > 0) {

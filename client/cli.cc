@@ -727,6 +727,12 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   auto* bench_duration = bench_cmd->add_option("--duration", bench.duration_s, "seconds to run")
                              ->check(CLI::PositiveNumber);
   bench_requests->excludes(bench_duration);
+  bench_cmd
+      ->add_option("--backoff-ms", bench.backoff_ms,
+                   "after RESOURCE_EXHAUSTED wait this long before the next call, doubling up "
+                   "to 1 s while the server stays overloaded (0: no backoff)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   commands.emplace_back(bench_cmd, [&](CommandEnv& env) {
     if (bench.requests == 0 && bench.duration_s == 0) bench.requests = 100;
     return RunBench(env, bench);

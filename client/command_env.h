@@ -77,6 +77,9 @@ struct BenchArgs {
   int concurrency = 4;
   int64_t requests = 0;   // stop after this many calls (0: no count limit)
   double duration_s = 0;  // stop after this many seconds (0: no time limit)
+  // After a RESOURCE_EXHAUSTED answer (the server is overloaded) a worker waits before its next
+  // call: backoff_ms, doubled on each further one up to 1 s, reset by a success. 0 turns it off.
+  double backoff_ms = 10;
 };
 int RunBench(CommandEnv& env, const BenchArgs& args);
 

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -139,6 +140,28 @@ class FakeFaceId final : public v1::FaceId::Service {
     return grpc::Status::OK;
   }
 
+  // Overloaded on purpose: the first `busy_embeds` Embed calls get RESOURCE_EXHAUSTED.
+  grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*,
+                     v1::EmbedResponse* response) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    embed_times_.push_back(now);
+    if (busy_embeds_ > 0) {
+      --busy_embeds_;
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "server busy"};
+    }
+    response->set_embedding_dim(1);
+    return grpc::Status::OK;
+  }
+  void SetBusyEmbeds(int n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    busy_embeds_ = n;
+  }
+  std::vector<std::chrono::steady_clock::time_point> embed_times() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return embed_times_;
+  }
+
   void RequireKey(const std::string& key) {
     std::lock_guard<std::mutex> lock(mutex_);
     required_key_ = key;
@@ -168,6 +191,8 @@ class FakeFaceId final : public v1::FaceId::Service {
   std::map<std::string, v1::Person> people_;
   std::vector<int> enroll_batch_sizes_;
   int enrolls_without_skip_ = 0;
+  int busy_embeds_ = 0;
+  std::vector<std::chrono::steady_clock::time_point> embed_times_;
   int64_t next_face_id_ = 1;
   std::string last_auth_;
   std::string required_key_;
@@ -507,6 +532,36 @@ TEST_F(CliTest, BenchCountsRequestsAndErrorsByCode) {
       {"bench", "--image", (dir_ / "a.jpg").string(), "--method", "detect", "-n", "5", "--json"});
   EXPECT_EQ(failing.exit_code, kExitRequestFailed);
   EXPECT_EQ(failing.Json()["errors_by_code"]["UNIMPLEMENTED"], 5);
+}
+
+// Overload answers are counted, and each worker waits 10, 20, 40 ms after consecutive ones
+// instead of hammering the server; --backoff-ms 0 turns the wait off.
+TEST_F(CliTest, BenchBacksOffOnResourceExhausted) {
+  WriteFile(dir_ / "a.jpg", "x");
+  service_.SetBusyEmbeds(3);
+  const CliResult result = RunHere({"bench", "--image", (dir_ / "a.jpg").string(), "--method",
+                                    "embed", "-n", "5", "-c", "1", "--json"});
+  ASSERT_EQ(result.exit_code, kExitOk) << result.err;
+  const nlohmann::json doc = result.Json();
+  EXPECT_EQ(doc["ok"], 2);
+  EXPECT_EQ(doc["errors_by_code"]["RESOURCE_EXHAUSTED"], 3);
+  EXPECT_EQ(doc["backoffs"], 3);
+  const auto times = service_.embed_times();
+  ASSERT_EQ(times.size(), 5u);
+  const auto gap_ms = [&](int i) {
+    return std::chrono::duration<double, std::milli>(times[i + 1] - times[i]).count();
+  };
+  EXPECT_GE(gap_ms(0), 10.0);
+  EXPECT_GE(gap_ms(1), 20.0);
+  EXPECT_GE(gap_ms(2), 40.0);
+
+  service_.SetBusyEmbeds(2);
+  const CliResult no_backoff =
+      RunHere({"bench", "--image", (dir_ / "a.jpg").string(), "--method", "embed", "-n", "4",
+               "-c", "1", "--backoff-ms", "0", "--json"});
+  ASSERT_EQ(no_backoff.exit_code, kExitOk) << no_backoff.err;
+  EXPECT_EQ(no_backoff.Json()["backoffs"], 0);
+  EXPECT_EQ(no_backoff.Json()["errors_by_code"]["RESOURCE_EXHAUSTED"], 2);
 }
 
 TEST_F(CliTest, BenchStopsAfterDuration) {
