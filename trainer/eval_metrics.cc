@@ -39,6 +39,11 @@ std::map<int, std::vector<int>> ByLabel(const std::vector<int>& labels) {
 
 std::uint64_t Draw(std::mt19937_64& rng, std::uint64_t n) { return rng() % n; }
 
+// Score order with NaN below every number: a strict weak order even when a broken model
+// produces NaN similarities, so sorting stays defined and the tie loops below end.
+bool ScoreLess(float a, float b) { return std::isnan(a) ? !std::isnan(b) : a < b; }
+bool SameScore(float a, float b) { return !ScoreLess(a, b) && !ScoreLess(b, a); }
+
 // Draws `count` pairs (i, j) of vectors with different labels.
 std::vector<float> DrawImpostors(const std::vector<std::vector<float>>& unit,
                                  const std::vector<int>& labels, std::int64_t count) {
@@ -156,11 +161,12 @@ double RocAuc(const std::vector<float>& genuine, const std::vector<float>& impos
   all.reserve(genuine.size() + impostor.size());
   for (float g : genuine) all.emplace_back(g, true);
   for (float i : impostor) all.emplace_back(i, false);
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(all.begin(), all.end(),
+            [](const auto& a, const auto& b) { return ScoreLess(a.first, b.first); });
   double genuine_rank_sum = 0;
   for (std::size_t i = 0; i < all.size();) {
     std::size_t j = i;
-    while (j < all.size() && all[j].first == all[i].first) ++j;
+    while (j < all.size() && SameScore(all[j].first, all[i].first)) ++j;
     const double mean_rank = (double(i + 1) + double(j)) / 2.0;
     for (std::size_t k = i; k < j; ++k) {
       if (all[k].second) genuine_rank_sum += mean_rank;
@@ -182,7 +188,7 @@ struct Pair {
 // scores it separates.
 float BestThreshold(std::vector<Pair> pairs) {
   std::sort(pairs.begin(), pairs.end(),
-            [](const Pair& a, const Pair& b) { return a.score < b.score; });
+            [](const Pair& a, const Pair& b) { return ScoreLess(a.score, b.score); });
   // Threshold at pairs[i].score accepts pairs[i..]; start with everything accepted.
   std::int64_t correct = 0;
   for (const Pair& p : pairs) correct += p.genuine ? 1 : 0;
@@ -190,7 +196,7 @@ float BestThreshold(std::vector<Pair> pairs) {
   float best_t = pairs.empty() ? 0.f : pairs.front().score;
   for (std::size_t i = 0; i < pairs.size();) {
     std::size_t j = i;
-    while (j < pairs.size() && pairs[j].score == pairs[i].score) {
+    while (j < pairs.size() && SameScore(pairs[j].score, pairs[i].score)) {
       correct += pairs[j].genuine ? -1 : 1;
       ++j;
     }
@@ -230,7 +236,7 @@ double TenFoldAccuracy(const std::vector<float>& genuine, const std::vector<floa
 float ThresholdAtFar(const std::vector<float>& impostor, double far) {
   if (impostor.empty()) return 1.f;
   std::vector<float> sorted = impostor;
-  std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+  std::sort(sorted.begin(), sorted.end(), [](float a, float b) { return ScoreLess(b, a); });
   const std::size_t allowed = std::size_t(std::floor(far * double(sorted.size()) + 1e-9));
   if (allowed >= sorted.size()) return sorted.back();
   // Accepting >= nextafter(sorted[allowed]) admits only scores strictly above it: <= allowed.

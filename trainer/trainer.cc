@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <ctime>
@@ -208,8 +209,10 @@ struct Progress {
   double best_val_auc = -1;
 };
 
-torch::Tensor EmbedCrops(EmbeddingNet& net, const std::vector<AlignedImage>& images, int input_size,
-                         const torch::Device& device) {
+// [N, embedding_dim] float features of `images`, on the CPU. FAILED_PRECONDITION when the
+// network gives NaN or infinite values (its weights diverged).
+StatusOr<torch::Tensor> EmbedCrops(EmbeddingNet& net, const std::vector<AlignedImage>& images,
+                                   int input_size, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   net->eval();
   std::vector<torch::Tensor> parts;
@@ -222,7 +225,13 @@ torch::Tensor EmbedCrops(EmbeddingNet& net, const std::vector<AlignedImage>& ima
   }
   net->train();
   if (parts.empty()) return torch::zeros({0, 0});
-  return torch::cat(parts);
+  torch::Tensor all = torch::cat(parts);
+  if (!torch::isfinite(all).all().item<bool>()) {
+    return absl::FailedPreconditionError(
+        "training diverged: the network gives NaN or infinite embeddings. Train again with a "
+        "lower --lr");
+  }
+  return all;
 }
 
 LabeledVectors ToLabeled(const torch::Tensor& embeddings, const AlignedSet& set) {
@@ -614,12 +623,22 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
         total = total + t;
         triplet_value = t.item<double>();
       }
+      const double ce_value = ce.item<double>(), total_value = total.item<double>();
+      if (!std::isfinite(total_value)) {
+        bar.Finish("diverged");
+        return absl::FailedPreconditionError(
+            "training diverged at global step " + std::to_string(p.global_step + 1) +
+            ": the loss is " + std::to_string(total_value) + " (ce " + std::to_string(ce_value) +
+            "). Train again with a lower --lr (now " + std::to_string(o.lr) + ")" +
+            (use_center ? " or --center-weight" : std::string()) +
+            (fs::exists(ckpt_path) ? "; " + ckpt_path + " holds the last epoch before it"
+                                   : std::string()));
+      }
       total.backward();
       if (use_center) m.centers->RescaleCenterGradient(y, o.center_weight);
       m.optimizer->step();
 
       const double acc = Accuracy(logits.detach(), y);
-      const double ce_value = ce.item<double>(), total_value = total.item<double>();
       sum_ce += ce_value;
       sum_center += center_value;
       sum_triplet += triplet_value;
@@ -677,8 +696,9 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
                                  {"elapsed_s", elapsed}};
     std::string suffix;
     if (data.val.names.size() >= 2) {
-      const EvalResult val =
-          Evaluate(ToLabeled(EmbedCrops(m.net, data.val.images, o.image_size, device), data.val));
+      FACEID_ASSIGN_OR_RETURN(const torch::Tensor val_features,
+                              EmbedCrops(m.net, data.val.images, o.image_size, device));
+      const EvalResult val = Evaluate(ToLabeled(val_features, data.val));
       epoch_line["val_auc"] = val.auc;
       epoch_line["val_rank1"] = val.rank1;
       char buf[96];
@@ -731,7 +751,8 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
   info.crop_size = PipelineOptions().crop_size;
   torch::Tensor val_embeddings;
   if (data.val.names.size() >= 2) {
-    val_embeddings = EmbedCrops(m.net, data.val.images, o.image_size, device);
+    FACEID_ASSIGN_OR_RETURN(val_embeddings,
+                            EmbedCrops(m.net, data.val.images, o.image_size, device));
     const LabeledVectors val = ToLabeled(val_embeddings, data.val);
     result.val = Evaluate(val);
     info.threshold = ThresholdAtFar(ImpostorScores(val), 1e-3);
@@ -741,7 +762,9 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
   result.threshold = info.threshold;
   LabeledVectors test;
   if (data.test.names.size() >= 2) {
-    test = ToLabeled(EmbedCrops(m.net, data.test.images, o.image_size, device), data.test);
+    FACEID_ASSIGN_OR_RETURN(const torch::Tensor test_features,
+                            EmbedCrops(m.net, data.test.images, o.image_size, device));
+    test = ToLabeled(test_features, data.test);
     result.test = Evaluate(test);
   } else {
     log->warn("fewer than two test people: no test metrics");

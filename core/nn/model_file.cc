@@ -73,6 +73,24 @@ Status CheckShapes(const std::map<std::string, std::vector<std::int64_t>>& expec
   return absl::OkStatus();
 }
 
+// A network whose training diverged holds NaN or inf weights; served, it would put NaN
+// embeddings into the gallery. OK when every parameter and floating-point buffer is finite.
+Status CheckFinite(const EmbeddingNet& net, const std::string& path) {
+  const auto check = [&](const std::string& name, const torch::Tensor& t) -> Status {
+    if (!t.is_floating_point() || torch::isfinite(t).all().item<bool>()) return absl::OkStatus();
+    return absl::InvalidArgumentError("model file " + path + ": weight '" + name +
+                                      "' holds NaN or infinite values (did training diverge? "
+                                      "train again with a lower --lr)");
+  };
+  for (const auto& item : net->named_parameters()) {
+    FACEID_RETURN_IF_ERROR(check(item.key(), item.value()));
+  }
+  for (const auto& item : net->named_buffers()) {
+    FACEID_RETURN_IF_ERROR(check(item.key(), item.value()));
+  }
+  return absl::OkStatus();
+}
+
 // Sets every BatchNorm's running statistics from one batch of smooth random images. Untrained
 // with default statistics, the net maps all faces to nearly one direction (mean cosine about
 // 0.93 between different people's chips); centred statistics spread the embeddings apart.
@@ -108,6 +126,12 @@ Status SaveModel(const std::string& path, ModelInfo info, EmbeddingNet net) {
   if (!net) return absl::InvalidArgumentError("SaveModel: the network is null");
   if (!std::isfinite(info.threshold)) {
     return absl::InvalidArgumentError("SaveModel " + path + ": threshold is not finite");
+  }
+  try {
+    FACEID_RETURN_IF_ERROR(CheckFinite(net, path));
+  } catch (const c10::Error& e) {
+    return absl::InternalError("cannot check the weights for " + path + ": " +
+                               e.what_without_backtrace());
   }
   std::ostringstream weights;
   try {
@@ -150,6 +174,7 @@ StatusOr<LoadedModel> LoadModel(const std::string& path) {
     std::istringstream weights(contents.weights);
     torch::load(model.net, weights, torch::Device(torch::kCPU));
     FACEID_RETURN_IF_ERROR(CheckShapes(expected_shapes, model.net, path));
+    FACEID_RETURN_IF_ERROR(CheckFinite(model.net, path));
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(
         "model file " + path +

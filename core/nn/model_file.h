@@ -31,13 +31,14 @@ struct LoadedModel {
 // Writes atomically (temp file + fsync + rename). Fills info.version from the weights' hash
 // and info.network from net->options(). Errors carry the errno's code: NOT_FOUND for a
 // missing directory, PERMISSION_DENIED, RESOURCE_EXHAUSTED for a full disk; INTERNAL if
-// LibTorch cannot serialise the net; INVALID_ARGUMENT for a null net or a non-finite
-// threshold. Not thread-safe with respect to training `net`.
+// LibTorch cannot serialise the net; INVALID_ARGUMENT for a null net, a non-finite
+// threshold or NaN / infinite weights. Not thread-safe with respect to training `net`.
 Status SaveModel(const std::string& path, ModelInfo info, EmbeddingNet net);
 
 // NOT_FOUND for a missing file; PERMISSION_DENIED when it cannot be opened; INVALID_ARGUMENT
 // for a directory, a wrong magic, a truncated or corrupt file, bad metadata, or weights that
-// do not fit the declared network (missing tensors or other shapes); FAILED_PRECONDITION for
+// do not fit the declared network (missing tensors or other shapes) or that hold NaN or
+// infinite values (a diverged training); FAILED_PRECONDITION for
 // a future format version. Thread-safe.
 StatusOr<LoadedModel> LoadModel(const std::string& path);
 

@@ -45,6 +45,11 @@ class TorchEmbedder final : public Embedder {
                 net_->forward(input), torch::nn::functional::NormalizeFuncOptions().p(2).dim(1))
                 .to(torch::kCPU)
                 .contiguous();
+        if (!torch::isfinite(output).all().item<bool>()) {
+          return absl::FailedPreconditionError(
+              "the model produced NaN or infinite embeddings; the model file is broken "
+              "(did its training diverge?)");
+        }
         const float* data = output.data_ptr<float>();
         const auto dim = static_cast<std::size_t>(output.size(1));
         for (std::int64_t row = 0; row < output.size(0); ++row) {

@@ -7,9 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <thread>
 
 #include "core/face_pipeline.h"
+#include "core/nn/torch_embedder.h"
 #include "nn_test_util.h"
 
 namespace faceid {
@@ -199,6 +201,35 @@ TEST_F(ModelFileTest, WeightsThatDoNotMatchTheMetadataAreRefused) {
 
   WriteBytes(dir_.File("garbage"), EncodeModelFile(ModelInfo().ToJson().dump(), "not a zip"));
   EXPECT_EQ(LoadModel(dir_.File("garbage")).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Regression: a model whose training diverged (NaN weights) was saved, loaded and served,
+// filling the gallery with NaN embeddings. Now it is refused on save, on load, and an
+// embedder built from such a net fails instead of returning NaN vectors.
+TEST_F(ModelFileTest, NonFiniteWeightsAreRefused) {
+  LoadedModel tiny = MakeTinyRandomModel();
+  EmbeddingNet net = tiny.net;
+  {
+    torch::NoGradGuard no_grad;
+    net->parameters()[0].view(-1)[3] = std::nanf("");
+  }
+  const Status save = SaveModel(dir_.File("nan.faceid"), tiny.info, net);
+  EXPECT_EQ(save.code(), absl::StatusCode::kInvalidArgument) << save;
+  EXPECT_NE(save.message().find("NaN"), std::string::npos) << save;
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("nan.faceid")));
+
+  std::ostringstream weights;
+  torch::save(net, weights);
+  WriteBytes(dir_.File("nan.faceid"), EncodeModelFile(tiny.info.ToJson().dump(), weights.str()));
+  const Status load = LoadModel(dir_.File("nan.faceid")).status();
+  EXPECT_EQ(load.code(), absl::StatusCode::kInvalidArgument) << load;
+  EXPECT_NE(load.message().find("NaN or infinite"), std::string::npos) << load;
+
+  auto embedder = MakeTorchEmbedder(tiny.info, net, "cpu");
+  ASSERT_TRUE(embedder.ok()) << embedder.status();
+  const cv::Mat crop(112, 112, CV_8UC3, cv::Scalar(90, 120, 150));
+  const auto vectors = (*embedder)->Embed({crop});
+  EXPECT_EQ(vectors.status().code(), absl::StatusCode::kFailedPrecondition) << vectors.status();
 }
 
 TEST(TinyRandomModelTest, SameSeedSameWeightsAndGlobalRngUntouched) {

@@ -55,6 +55,18 @@ TEST(RocAucTest, KnownValues) {
   EXPECT_DOUBLE_EQ(RocAuc({0.5f, 0.9f}, {0.5f, 0.1f}), 3.5 / 4.0);
 }
 
+// Regression: a diverged model gives NaN similarities, and the tie loop of RocAuc never
+// advanced past a NaN (NaN == NaN is false): `faceid-train fit --lr 1e10` hung for ever.
+// NaN now ranks below every number.
+TEST(RocAucTest, NanScoresEndAndRankLowest) {
+  const float nan = std::nanf("");
+  EXPECT_DOUBLE_EQ(RocAuc({nan, nan}, {nan}), 0.5);
+  EXPECT_DOUBLE_EQ(RocAuc({0.9f, 0.8f}, {nan, 0.1f}), 1.0);
+  EXPECT_DOUBLE_EQ(RocAuc({nan}, {0.1f}), 0.0);
+  EXPECT_DOUBLE_EQ(TenFoldAccuracy(std::vector<float>(10, nan), std::vector<float>(10, nan)), 0.5);
+  EXPECT_FLOAT_EQ(ThresholdAtFar({0.2f, nan, 0.4f}, 0.0), std::nextafter(0.4f, 2.f));
+}
+
 TEST(ThresholdAtFarTest, AdmitsAtMostTheAllowedShare) {
   std::vector<float> impostor;
   for (int i = 0; i < 1000; ++i) impostor.push_back(float(i) / 1000.f);

@@ -75,6 +75,24 @@ TEST(FitTest, LossFallsOnTinyRun) {
   fs::remove_all(out);
 }
 
+// Regression: with a learning rate that blows up, the loss turned NaN and the validation's
+// ROC AUC looped for ever on NaN similarities. Now the run stops with an actionable error.
+TEST(FitTest, DivergingRunStopsWithAClearError) {
+  const std::string out = TempPath("diverge");
+  FitOptions o = TinyRun(out);
+  o.epochs = 2;
+  o.lr = 1e10;
+  const auto started = std::chrono::steady_clock::now();
+  auto r = RunFit(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_NE(r.status().message().find("diverged"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("--lr"), std::string::npos) << r.status();
+  EXPECT_FALSE(fs::exists(out + "/model.faceid"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::minutes(2));
+  fs::remove_all(out);
+}
+
 // Regression: a --time-budget-s stop used to cut the cosine schedule mid-way, leaving the
 // learning rate near its peak. Now the epochs that fit are planned after the first epoch.
 TEST(FitTest, TimeBudgetFitsTheLearningRateScheduleToTheEpochsThatFit) {
