@@ -96,6 +96,12 @@ bool NaturalLess(const std::string& a, const std::string& b) {
   return a < b;
 }
 
+std::vector<std::string> FirstLines(const std::vector<std::string>& items, std::size_t max) {
+  std::vector<std::string> lines(items.begin(), items.begin() + std::min(max, items.size()));
+  if (items.size() > max) lines.push_back("... and " + std::to_string(items.size() - max) + " more");
+  return lines;
+}
+
 StatusOr<DatasetListing> ListDataset(const DatasetSpec& spec, const ListLimits& limits) {
   std::error_code ec;
   if (!fs::exists(spec.path, ec)) {
@@ -106,16 +112,43 @@ StatusOr<DatasetListing> ListDataset(const DatasetSpec& spec, const ListLimits& 
                                       " is not a folder (expected one sub-folder per person)");
   }
   std::vector<PersonImages> all;
-  for (const auto& entry : fs::directory_iterator(spec.path, ec)) {
-    if (!entry.is_directory()) continue;
+  std::vector<std::string> left_out;  // folders and files that cannot be used, with the reason
+  fs::directory_iterator people_it(spec.path, ec);
+  if (ec) return absl::InvalidArgumentError("cannot read " + spec.path + ": " + ec.message());
+  // The error_code forms throughout: a symlink loop or an unreadable folder is reported, not
+  // thrown.
+  for (; people_it != fs::directory_iterator(); people_it.increment(ec)) {
+    const fs::directory_entry& entry = *people_it;
+    std::error_code entry_ec;
+    if (!entry.is_directory(entry_ec)) {
+      if (entry_ec) left_out.push_back(entry.path().string() + ": " + entry_ec.message());
+      continue;
+    }
     PersonImages person;
     person.name = entry.path().filename().string();
-    for (const auto& file : fs::directory_iterator(entry.path(), ec)) {
-      if (file.is_regular_file() && IsImageFile(file.path())) {
-        person.images.push_back(file.path().string());
+    std::error_code list_ec;
+    fs::directory_iterator files(entry.path(), list_ec);
+    std::size_t sub_folders = 0;
+    for (; !list_ec && files != fs::directory_iterator(); files.increment(list_ec)) {
+      std::error_code file_ec;
+      const fs::path& path = files->path();
+      if (files->is_regular_file(file_ec)) {
+        if (IsImageFile(path)) person.images.push_back(path.string());
+      } else if (file_ec) {
+        left_out.push_back(path.string() + ": " + file_ec.message());
+      } else if (files->is_directory(file_ec)) {
+        ++sub_folders;
       }
     }
-    if (person.images.empty()) continue;
+    if (list_ec) {
+      left_out.push_back(person.name + ": cannot read the folder: " + list_ec.message());
+      continue;
+    }
+    if (person.images.empty()) {
+      left_out.push_back(person.name + ": no .jpg/.png/.pgm/... images directly inside" +
+                         (sub_folders > 0 ? " (sub-folders are not read)" : std::string()));
+      continue;
+    }
     std::sort(person.images.begin(), person.images.end(), NaturalLess);
     all.push_back(std::move(person));
   }
@@ -130,6 +163,7 @@ StatusOr<DatasetListing> ListDataset(const DatasetSpec& spec, const ListLimits& 
   });
   DatasetListing listing;
   listing.spec = spec;
+  listing.skipped_people = std::move(left_out);
   for (auto& person : all) {
     if (int(person.images.size()) < limits.min_images) {
       listing.skipped_people.push_back(person.name + ": " + std::to_string(person.images.size()) +
@@ -336,12 +370,20 @@ StatusOr<AlignedSet> AlignPeople(const FacePipeline& pipeline,
   std::vector<StatusOr<JobResult>> results(jobs.size(), JobResult{});
   std::atomic<std::size_t> next{0};
   std::atomic<std::size_t> done{0};
+  std::atomic<bool> cancelled{false};
   auto worker = [&] {
     for (std::size_t i = next++; i < jobs.size(); i = next++) {
+      if (cancelled.load() || (options.cancelled && options.cancelled())) {
+        cancelled.store(true);
+        ++done;
+        continue;
+      }
       try {
         results[i] = AlignOne(pipeline, jobs[i], options.cache_dir);
       } catch (const cv::Exception& e) {
         results[i] = absl::InternalError("OpenCV failed on " + jobs[i].path + ": " + e.what());
+      } catch (const std::exception& e) {
+        results[i] = absl::InternalError("aligning " + jobs[i].path + " failed: " + e.what());
       }
       ++done;
     }
@@ -361,6 +403,10 @@ StatusOr<AlignedSet> AlignPeople(const FacePipeline& pipeline,
     options.progress(jobs.size(), jobs.size());
   }
   for (auto& t : threads) t.join();
+  if (cancelled.load()) {
+    return absl::CancelledError("interrupted while aligning images; the crops aligned so far "
+                                "are cached, so a new run starts where this one stopped");
+  }
 
   std::vector<int> kept_per_label(set.names.size(), 0);
   for (std::size_t i = 0; i < jobs.size(); ++i) {

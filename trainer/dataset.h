@@ -36,9 +36,15 @@ struct PersonImages {
 struct DatasetListing {
   DatasetSpec spec;
   std::vector<PersonImages> people;  // sorted by name
-  // People left out by the limits, with the reason (e.g. "Ann: 1 image(s) < --min-images 2").
+  // People, folders and files left out, with the reason (e.g. "Ann: 1 image(s) < --min-images
+  // 2", "Bob: cannot read the folder: Permission denied", "Ann/x.jpg: Too many levels of
+  // symbolic links").
   std::vector<std::string> skipped_people;
 };
+
+// What to log of a long list of left-out entries: the first `max` of them, then one line
+// "... and N more" when there are more.
+std::vector<std::string> FirstLines(const std::vector<std::string>& items, std::size_t max = 20);
 
 struct ListLimits {
   int min_images = 2;             // people with fewer images are left out (and listed)
@@ -104,6 +110,9 @@ struct AlignOptions {
   // more at the end with done == total.
   std::function<void(std::size_t done, std::size_t total)> progress;
   double progress_every_s = 10;
+  // Polled between images; when it returns true the workers stop and AlignPeople answers
+  // CANCELLED (the crops aligned so far stay cached).
+  std::function<bool()> cancelled;
 };
 
 // People to align: the listing entries named in `names` (in that order).
@@ -113,7 +122,8 @@ std::vector<PersonImages> SelectPeople(const DatasetListing& listing,
 // Aligns the largest face of every image (crop datasets: the whole image) through `pipeline`.
 // A cache entry is keyed by SHA-256 of the file content, kPipelineVersion, crop size and mode;
 // failures are cached too, with their reason. Unreadable or faceless images are skipped and
-// listed, never fatal. INTERNAL when the cache folder cannot be created or written.
+// listed, never fatal. INTERNAL when the cache folder cannot be created or written;
+// CANCELLED when options.cancelled said so.
 StatusOr<AlignedSet> AlignPeople(const FacePipeline& pipeline,
                                  const std::vector<std::pair<DatasetSpec, PersonImages>>& people,
                                  const AlignOptions& options);

@@ -48,6 +48,9 @@ int RunEval(const EvalOptions& o) {
     auto listing =
         faceid::ListDataset(*spec, {o.min_images, o.max_people, o.max_images_per_person});
     if (!listing.ok()) return Fail(listing.status());
+    for (const auto& line : faceid::FirstLines(listing->skipped_people)) {
+      faceid::Logger("trainer")->warn("left out {}", line);
+    }
     for (auto& person : listing->people) people.emplace_back(*spec, std::move(person));
   }
   faceid::AlignOptions align;
@@ -199,6 +202,10 @@ int main(int argc, char** argv) {
   }
   fit.progress_tty = faceid::StdoutIsTerminal();
   auto result = faceid::RunFit(fit);
+  if (result.status().code() == absl::StatusCode::kCancelled) {
+    std::cerr << "faceid-train: " << result.status().message() << "\n";
+    return 130;
+  }
   if (!result.ok()) return Fail(result.status());
   if (result->interrupted) {
     std::cerr << "faceid-train: interrupted; resume with --resume " << fit.out_dir
@@ -207,11 +214,21 @@ int main(int argc, char** argv) {
   }
   std::printf("model %s  threshold %.4f  steps %lld  %.1f images/s\n", result->model_path.c_str(),
               result->threshold, (long long)result->steps, result->images_per_s);
-  std::printf(
-      "val:  rank-1 %.4f AUC %.4f | test: rank-1 %.4f AUC %.4f accuracy %.4f "
-      "TAR@1e-2 %.4f TAR@1e-3 %.4f intra/inter %.4f (%lld people)\n",
-      result->val.rank1, result->val.auc, result->test.rank1, result->test.auc,
-      result->test.accuracy, result->test.tar_far_1e2, result->test.tar_far_1e3,
-      result->test.intra_inter, (long long)result->test.identities);
+  if (result->val.identities > 0) {
+    std::printf("val:  rank-1 %.4f AUC %.4f (%lld people)\n", result->val.rank1, result->val.auc,
+                (long long)result->val.identities);
+  } else {
+    std::printf("val:  none (fewer than two validation people; threshold left at %.4f)\n",
+                result->threshold);
+  }
+  if (result->test.identities > 0) {
+    std::printf(
+        "test: rank-1 %.4f AUC %.4f accuracy %.4f TAR@1e-2 %.4f TAR@1e-3 %.4f "
+        "intra/inter %.4f (%lld people)\n",
+        result->test.rank1, result->test.auc, result->test.accuracy, result->test.tar_far_1e2,
+        result->test.tar_far_1e3, result->test.intra_inter, (long long)result->test.identities);
+  } else {
+    std::printf("test: none (fewer than two test people)\n");
+  }
   return 0;
 }

@@ -133,10 +133,15 @@ class BatchLoader {
     for (auto& w : workers_) w.join();
   }
 
-  // Blocks until batch `step` is ready.
-  Batch Take(std::size_t step) {
+  // Blocks until batch `step` is ready. INTERNAL when preparing it failed (out of memory for
+  // a huge --batch or --image-size, say).
+  StatusOr<Batch> Take(std::size_t step) {
     std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return ready_.count(step) > 0; });
+    cv_.wait(lock, [&] { return ready_.count(step) > 0 || errors_.count(step) > 0; });
+    if (errors_.count(step) > 0) {
+      return absl::InternalError("preparing batch " + std::to_string(step + 1) +
+                                 " failed: " + errors_[step]);
+    }
     Batch batch = std::move(ready_[step]);
     ready_.erase(step);
     consumed_ = step + 1;
@@ -155,10 +160,20 @@ class BatchLoader {
         if (stop_) return;
         step = next_++;
       }
-      Batch batch = Make(step);
+      Batch batch;
+      std::string error;
+      try {
+        batch = Make(step);
+      } catch (const std::exception& e) {  // c10::Error, cv::Exception, bad_alloc
+        error = e.what();
+      }
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        ready_[step] = std::move(batch);
+        if (error.empty()) {
+          ready_[step] = std::move(batch);
+        } else {
+          errors_[step] = std::move(error);
+        }
       }
       cv_.notify_all();
     }
@@ -189,6 +204,7 @@ class BatchLoader {
   std::size_t next_, consumed_, ahead_;
   bool stop_ = false;
   std::map<std::size_t, Batch> ready_;
+  std::map<std::size_t, std::string> errors_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<std::thread> workers_;
@@ -276,7 +292,27 @@ std::string WeightsDigest(Model& m) {
   return Sha256Hex(bytes);
 }
 
-Status SaveCheckpoint(Model& m, const Progress& p, const Split& split, const std::string& path) {
+// The options a resumed run must share with the run that wrote the checkpoint: they define
+// the network's shapes, the loss and the schedule.
+nlohmann::json ResumeConfig(const FitOptions& o) {
+  return {{"preset", o.preset},
+          {"embedding_dim", o.embedding_dim},
+          {"image_size", o.image_size},
+          {"loss", o.loss},
+          {"center_weight", o.center_weight},
+          {"center_lr", o.center_lr},
+          {"smoothing", o.smoothing},
+          {"margin", o.margin},
+          {"triplet_k", o.triplet_k},
+          {"batch", o.batch},
+          {"lr", o.lr},
+          {"weight_decay", o.weight_decay},
+          {"warmup_epochs", o.warmup_epochs},
+          {"augment", o.augment}};
+}
+
+Status SaveCheckpoint(Model& m, const Progress& p, const Split& split, const FitOptions& o,
+                      const std::string& path) {
   try {
     torch::serialize::OutputArchive archive, optimizer;
     WriteModules(m, archive);
@@ -292,6 +328,7 @@ Status SaveCheckpoint(Model& m, const Progress& p, const Split& split, const std
       archive.write("rng", gen.get_state());
     }
     archive.write("split", c10::IValue(split.ToJson().dump()));
+    archive.write("config", c10::IValue(ResumeConfig(o).dump()));
     archive.write("weights_sha256", c10::IValue(WeightsDigest(m)));
     const std::string tmp = path + ".tmp";
     archive.save_to(tmp);
@@ -302,14 +339,35 @@ Status SaveCheckpoint(Model& m, const Progress& p, const Split& split, const std
   }
 }
 
-Status LoadCheckpoint(Model& m, Progress* p, const Split& split, const std::string& path) {
+Status LoadCheckpoint(Model& m, Progress* p, const Split& split, const FitOptions& o,
+                      const std::string& path) {
   if (!fs::exists(path)) return absl::NotFoundError("checkpoint " + path + " does not exist");
   std::string stage = "open";
   try {
     torch::serialize::InputArchive archive, net, head, centers, optimizer;
-    archive.load_from(path);
-    c10::IValue saved_split;
-    archive.read("split", saved_split);
+    try {
+      archive.load_from(path);
+    } catch (const c10::Error&) {
+      return absl::InvalidArgumentError(path + " is not a faceid-train checkpoint (the run's " +
+                                        "checkpoint is OUT/run/last.ckpt)");
+    }
+    c10::IValue saved_split, saved_config;
+    if (!archive.try_read("split", saved_split) || !saved_split.isString()) {
+      return absl::InvalidArgumentError(path + " is not a faceid-train checkpoint (the run's " +
+                                        "checkpoint is OUT/run/last.ckpt)");
+    }
+    if (archive.try_read("config", saved_config) && saved_config.isString()) {
+      const nlohmann::json was = nlohmann::json::parse(saved_config.toStringRef(), nullptr, false);
+      const nlohmann::json now = ResumeConfig(o);
+      for (const auto& item : now.items()) {
+        if (was.is_object() && was.contains(item.key()) && was[item.key()] != item.value()) {
+          return absl::FailedPreconditionError(
+              "checkpoint " + path + " was written with " + item.key() + " " +
+              was[item.key()].dump() + ", this run asks for " + item.value().dump() +
+              ": resume with the options of the run that wrote it");
+        }
+      }
+    }
     if (saved_split.toStringRef() != split.ToJson().dump()) {
       return absl::FailedPreconditionError(
           "checkpoint " + path +
@@ -367,19 +425,66 @@ StatusOr<torch::Device> PickDevice(const std::string& name) {
   return absl::InvalidArgumentError("--device must be auto, cpu or cuda, got '" + name + "'");
 }
 
+// Upper bounds that keep a typo from asking for terabytes.
+constexpr int kMaxBatch = 4096;
+constexpr int kMaxEmbeddingDim = 4096;
+constexpr int kMaxImageSize = 512;
+
 Status CheckOptions(const FitOptions& o) {
   if (o.data.empty()) return absl::InvalidArgumentError("give at least one --data DIR");
   if (o.out_dir.empty()) return absl::InvalidArgumentError("--out DIR is required");
-  if (o.epochs < 1) return absl::InvalidArgumentError("--epochs must be >= 1");
-  if (o.batch < 2) return absl::InvalidArgumentError("--batch must be >= 2");
-  if (!(o.lr > 0)) return absl::InvalidArgumentError("--lr must be > 0");
-  if (o.embedding_dim < 2) return absl::InvalidArgumentError("--embedding-dim must be >= 2");
-  if (o.image_size < 16) return absl::InvalidArgumentError("--image-size must be >= 16");
+  const auto in_range = [](double v, double lo, double hi) { return v >= lo && v <= hi; };
+  const auto refuse = [](const std::string& flag, const std::string& range) {
+    return absl::InvalidArgumentError(flag + " must be " + range);
+  };
+  if (o.epochs < 1) return refuse("--epochs", ">= 1");
+  if (!in_range(o.batch, 2, kMaxBatch)) {
+    return refuse("--batch", "in [2, " + std::to_string(kMaxBatch) + "]");
+  }
+  if (!(std::isfinite(o.lr) && o.lr > 0)) return refuse("--lr", "a finite number > 0");
+  if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0)) {
+    return refuse("--weight-decay", "a finite number >= 0");
+  }
+  if (o.warmup_epochs < 0) return refuse("--warmup-epochs", ">= 0");
+  if (!in_range(o.embedding_dim, 2, kMaxEmbeddingDim)) {
+    return refuse("--embedding-dim", "in [2, " + std::to_string(kMaxEmbeddingDim) + "]");
+  }
+  if (!in_range(o.image_size, 16, kMaxImageSize)) {
+    return refuse("--image-size", "in [16, " + std::to_string(kMaxImageSize) + "] pixels");
+  }
+  if (!(std::isfinite(o.center_weight) && o.center_weight >= 0)) {
+    return refuse("--center-weight", "a finite number >= 0");
+  }
+  if (!(std::isfinite(o.center_lr) && o.center_lr >= 0)) {
+    return refuse("--center-lr", "a finite number >= 0");
+  }
+  if (!in_range(o.margin, 0, 2)) return refuse("--margin", "in [0, 2] (a cosine margin)");
+  if (o.loss == "triplet" && o.triplet_k < 2) {
+    return refuse("--triplet-k", ">= 2 (a triplet needs two images of a person)");
+  }
+  if (o.threads < 0) return refuse("--threads", ">= 0 (0 = all cores)");
+  if (o.loader_threads < 1) return refuse("--loader-threads", ">= 1");
+  if (o.align_threads < 1) return refuse("--align-threads", ">= 1");
+  if (o.min_images < 1) return refuse("--min-images", ">= 1");
+  if (o.max_people < 0) return refuse("--max-people", ">= 0 (0 = all)");
+  if (o.max_images_per_person < 0) return refuse("--max-images-per-person", ">= 0 (0 = all)");
+  if (o.max_steps < 0) return refuse("--max-steps", ">= 0 (0 = no limit)");
+  if (!(std::isfinite(o.time_budget_s) && o.time_budget_s >= 0)) {
+    return refuse("--time-budget-s", ">= 0 (0 = no limit)");
+  }
+  if (o.split.size() == 3) {
+    double sum = 0;
+    for (double f : o.split) sum += f;
+    if (std::isfinite(sum) && std::abs(sum - 1.0) > 1e-3 && sum > 0) {
+      return refuse("--split", "three fractions that sum to 1, like 0.7,0.15,0.15 (these sum to " +
+                                   std::to_string(sum) + ")");
+    }
+  }
   if (o.loss != "softmax" && o.loss != "smooth" && o.loss != "center" && o.loss != "triplet") {
     return absl::InvalidArgumentError("--loss must be softmax, smooth, center or triplet, got '" +
                                       o.loss + "'");
   }
-  if (o.smoothing < 0 || o.smoothing >= 1) {
+  if (!(o.smoothing >= 0 && o.smoothing < 1)) {
     return absl::InvalidArgumentError("--smoothing must be in [0, 1)");
   }
   if (o.preset != "cpu-small" && o.preset != "gpu-large") {
@@ -410,6 +515,7 @@ StatusOr<AlignedSet> AlignPart(const FacePipeline& pipeline,
   align.cache_dir = cache_dir;
   align.threads = o.align_threads;
   align.min_images = 2;
+  align.cancelled = [] { return g_interrupted.load(); };
   const auto start = std::chrono::steady_clock::now();
   align.progress = [&](std::size_t done, std::size_t total) {
     const double s =
@@ -433,9 +539,10 @@ StatusOr<RunData> PrepareData(const FitOptions& o, const std::string& cache_dir,
     FACEID_ASSIGN_OR_RETURN(DatasetListing listing, ListDataset(spec, limits));
     std::size_t images = 0;
     for (const auto& p : listing.people) images += p.images.size();
-    log->info("dataset {}{}: {} people, {} images; {} people left out by the limits", spec.path,
+    log->info("dataset {}{}: {} people, {} images; {} left out", spec.path,
               spec.crops ? " (crops)" : "", listing.people.size(), images,
               listing.skipped_people.size());
+    for (const auto& line : FirstLines(listing.skipped_people)) log->warn("left out {}", line);
     listings.push_back(std::move(listing));
   }
   RunData data;
@@ -560,7 +667,7 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
 
   Progress p;
   if (!o.resume.empty()) {
-    FACEID_RETURN_IF_ERROR(LoadCheckpoint(m, &p, data.split, o.resume));
+    FACEID_RETURN_IF_ERROR(LoadCheckpoint(m, &p, data.split, o, o.resume));
     log->info("resumed from {} at epoch {}, step {} (global step {})", o.resume, p.epoch + 1,
               p.step_in_epoch, p.global_step);
   }
@@ -585,7 +692,6 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
   if (!metrics.ok()) return absl::InternalError("cannot write " + run_dir + "/metrics.jsonl");
   const std::string ckpt_path = run_dir + "/last.ckpt";
   const std::string best_path = run_dir + "/best.pt";
-  SigintScope sigint;
   const auto start = std::chrono::steady_clock::now();
   std::int64_t images_done = 0;
   bool stop = false;
@@ -600,7 +706,7 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
     double sum_ce = 0, sum_center = 0, sum_triplet = 0, sum_total = 0, sum_acc = 0;
     int n = 0;
     while (p.step_in_epoch < steps_per_epoch) {
-      Batch batch = loader.Take(std::size_t(p.step_in_epoch));
+      FACEID_ASSIGN_OR_RETURN(Batch batch, loader.Take(std::size_t(p.step_in_epoch)));
       const torch::Tensor x = batch.images.to(device);
       const torch::Tensor y = batch.labels.to(device);
       const double lr = LearningRate(o, p.global_step, total_steps, steps_per_epoch);
@@ -667,7 +773,7 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
       const double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (g_interrupted.load()) {
-        FACEID_RETURN_IF_ERROR(SaveCheckpoint(m, p, data.split, ckpt_path));
+        FACEID_RETURN_IF_ERROR(SaveCheckpoint(m, p, data.split, o, ckpt_path));
         bar.Finish("interrupted");
         log->warn("interrupted at global step {}: checkpoint written to {}", p.global_step,
                   ckpt_path);
@@ -719,7 +825,7 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
       ++saved.epoch;
       saved.step_in_epoch = 0;
     }
-    FACEID_RETURN_IF_ERROR(SaveCheckpoint(m, saved, data.split, ckpt_path));
+    FACEID_RETURN_IF_ERROR(SaveCheckpoint(m, saved, data.split, o, ckpt_path));
     if (stop) p = saved;
     if (o.time_budget_s > 0 && epoch_done && p.epoch == 0 && o.resume.empty()) {
       const double epoch_s =
@@ -786,8 +892,13 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
                    {"skipped_images", data.skipped},
                    {"split", data.split.ToJson()}};
   const nlohmann::json val_json = result.val.ToJson(), test_json = result.test.ToJson();
-  for (const auto& item : val_json.items()) info.metrics["val_" + item.key()] = item.value();
-  for (const auto& item : test_json.items()) info.metrics["test_" + item.key()] = item.value();
+  // A part with fewer than two people has no figures: none are recorded rather than zeros.
+  if (result.val.identities > 0) {
+    for (const auto& item : val_json.items()) info.metrics["val_" + item.key()] = item.value();
+  }
+  if (result.test.identities > 0) {
+    for (const auto& item : test_json.items()) info.metrics["test_" + item.key()] = item.value();
+  }
   m.net->to(torch::kCPU);
   m.net->eval();
   result.model_path = o.out_dir + "/model.faceid";
@@ -817,7 +928,13 @@ StatusOr<FitResult> RunFit(const FitOptions& o) {
   if (ec) return absl::InternalError("cannot create run folder " + run_dir + ": " + ec.message());
   const std::string cache_dir = o.cache_dir.empty() ? o.out_dir + "/cache" : o.cache_dir;
 
+  SigintScope sigint;  // Ctrl-C: stop alignment, or checkpoint and stop training
   FACEID_ASSIGN_OR_RETURN(RunData data, PrepareData(o, cache_dir, log));
+  if (o.batch > std::int64_t(data.train.images.size())) {
+    return absl::InvalidArgumentError(
+        "--batch " + std::to_string(o.batch) + " is larger than the " +
+        std::to_string(data.train.images.size()) + " training images: use a smaller --batch");
+  }
   {
     std::ofstream split_out(run_dir + "/split.json");
     split_out << data.split.ToJson().dump(1) << '\n';

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include <filesystem>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -70,6 +72,31 @@ TEST(ListDatasetTest, EmptyDatasetIsRejectedWithReason) {
   const auto r = ListDataset({dir.path(), false}, {});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("is empty"), std::string::npos);
+}
+
+// Regression: a symlink loop inside a person folder threw filesystem_error out of ListDataset
+// (faceid-train aborted), and empty or nested-only folders were dropped without a word.
+TEST(ListDatasetTest, UnusableFoldersAndFilesAreListedNotThrown) {
+  TempDir dir;
+  for (const char* p : {"ann", "bob", "empty", "nested/sub"}) {
+    fs::create_directories(dir.path() + "/" + p);
+  }
+  for (const char* p : {"ann/1.png", "ann/2.png", "bob/1.png", "bob/2.png", "nested/sub/1.png"}) {
+    WriteNoiseImage(dir.path() + "/" + p, 1);
+  }
+  fs::create_symlink("loopB", dir.path() + "/ann/loopA.jpg");
+  fs::create_symlink("loopA.jpg", dir.path() + "/ann/loopB");
+  auto r = ListDataset({dir.path(), true}, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->people.size(), 2u);
+  EXPECT_EQ(r->people[0].images.size(), 2u);
+  std::string all;
+  for (const auto& s : r->skipped_people) all += s + "\n";
+  EXPECT_EQ(r->skipped_people.size(), 4u) << all;
+  EXPECT_NE(all.find("loopA.jpg: Too many levels of symbolic links"), std::string::npos) << all;
+  EXPECT_NE(all.find("empty: no "), std::string::npos) << all;
+  EXPECT_NE(all.find("nested: no "), std::string::npos) << all;
+  EXPECT_NE(all.find("(sub-folders are not read)"), std::string::npos) << all;
 }
 
 TEST(ListDatasetTest, ClassWithOneImageIsLeftOutAndNamed) {
@@ -144,6 +171,32 @@ TEST(AlignPeopleTest, CachesCropsAndListsUnreadableImages) {
   EXPECT_EQ(second->skipped, first->skipped);
   ASSERT_EQ(second->images.size(), 2u);
   EXPECT_EQ(cv::norm(second->images[0].crop, first->images[0].crop, cv::NORM_INF), 0.0);
+}
+
+// Regression: Ctrl-C during the (minutes long) alignment was only noticed once training began.
+TEST(AlignPeopleTest, CancelStopsAndKeepsWhatWasCached) {
+  TempDir dir;
+  fs::create_directories(dir.path() + "/ann");
+  for (int i = 1; i <= 6; ++i) WriteNoiseImage(dir.path() + "/ann/" + std::to_string(i) + ".png", i);
+  auto pipeline = FacePipeline::Create(PipelineOptions());
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status();
+  auto listing = ListDataset({dir.path(), true}, {});
+  ASSERT_TRUE(listing.ok());
+  std::vector<std::pair<DatasetSpec, PersonImages>> people = {{listing->spec, listing->people[0]}};
+  AlignOptions options;
+  options.cache_dir = dir.path() + "/cache";
+  options.threads = 1;
+  std::atomic<int> polls{0};
+  options.cancelled = [&] { return ++polls > 2; };
+  auto cancelled = AlignPeople(**pipeline, people, options);
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled) << cancelled.status();
+  EXPECT_NE(cancelled.status().message().find("cached"), std::string::npos);
+
+  options.cancelled = nullptr;
+  auto resumed = AlignPeople(**pipeline, people, options);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->images.size(), 6u);
+  EXPECT_EQ(resumed->cache_hits, 2);
 }
 
 TEST(AlignPeopleTest, ReportsProgressEndingWithEveryImageDone) {

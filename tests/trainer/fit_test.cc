@@ -10,6 +10,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <cmath>
+#include <limits>
+#include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -174,6 +177,72 @@ TEST(FitTest, ResumeWithAnotherSplitIsRefused) {
   const auto r = RunFit(other);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("another identity split"), std::string::npos);
+  fs::remove_all(out);
+}
+
+// Regression: resuming with another --embedding-dim trained to the end and wrote a model file
+// that could not be loaded; --image-size and --loss changes were taken silently.
+TEST(FitTest, ResumeWithOtherTrainingOptionsIsRefused) {
+  const std::string out = TempPath("config");
+  FitOptions o = TinyRun(out);
+  o.epochs = 1;
+  o.max_steps = 1;
+  ASSERT_TRUE(RunFit(o).ok());
+  FitOptions other = o;
+  other.resume = out + "/run/last.ckpt";
+  other.embedding_dim = 64;
+  auto r = RunFit(other);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_NE(r.status().message().find("embedding_dim 128, this run asks for 64"), std::string::npos)
+      << r.status();
+  other = o;
+  other.resume = out + "/run/last.ckpt";
+  other.loss = "softmax";
+  r = RunFit(other);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_NE(r.status().message().find("loss"), std::string::npos) << r.status();
+
+  std::ofstream(out + "/not_a_checkpoint") << "hello";
+  other = o;
+  other.resume = out + "/not_a_checkpoint";
+  r = RunFit(other);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("is not a faceid-train checkpoint"), std::string::npos)
+      << r.status();
+  fs::remove_all(out);
+}
+
+// Regression: NaN, negative and absurd values were accepted (an --image-size of 100000
+// aborted in the loader thread; a NaN --center-weight trained NaN).
+TEST(FitTest, OutOfRangeOptionsAreRefusedByName) {
+  const std::string out = TempPath("options");
+  const std::vector<std::pair<std::function<void(FitOptions&)>, std::string>> cases = {
+      {[](FitOptions& o) { o.image_size = 100000; }, "--image-size"},
+      {[](FitOptions& o) { o.batch = 100000; }, "--batch"},
+      {[](FitOptions& o) { o.lr = std::numeric_limits<double>::infinity(); }, "--lr"},
+      {[](FitOptions& o) { o.weight_decay = std::nan(""); }, "--weight-decay"},
+      {[](FitOptions& o) { o.center_weight = std::nan(""); }, "--center-weight"},
+      {[](FitOptions& o) { o.center_lr = -1; }, "--center-lr"},
+      {[](FitOptions& o) { o.margin = -0.5; }, "--margin"},
+      {[](FitOptions& o) { o.warmup_epochs = -1; }, "--warmup-epochs"},
+      {[](FitOptions& o) { o.max_people = -3; }, "--max-people"},
+      {[](FitOptions& o) { o.loader_threads = 0; }, "--loader-threads"},
+      {[](FitOptions& o) { o.time_budget_s = -5; }, "--time-budget-s"},
+      {[](FitOptions& o) { o.split = {0.5, 0.5, 0.5}; }, "--split"},
+      {[](FitOptions& o) { o.loss = "triplet", o.triplet_k = 1; }, "--triplet-k"},
+  };
+  for (const auto& [change, flag] : cases) {
+    FitOptions o = TinyRun(out);
+    change(o);
+    const auto r = RunFit(o);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << flag << ": " << r.status();
+    EXPECT_EQ(r.status().message().rfind(flag, 0), 0u) << r.status();
+  }
+  FitOptions big_batch = TinyRun(out);
+  big_batch.batch = 500;  // more than the tiny run's images
+  const auto r = RunFit(big_batch);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("larger than the"), std::string::npos) << r.status();
   fs::remove_all(out);
 }
 
