@@ -277,7 +277,8 @@ StatusOr<std::vector<PersonMatch>> GalleryManager::Search(const std::string& gal
     std::map<std::int64_t, float> similarity;
     for (const IndexHit& hit : hits) {
       ids.push_back(hit.face_id);
-      similarity[hit.face_id] = hit.similarity;
+      // Unit vectors in float: a face against itself can come out a few ulps above 1.
+      similarity[hit.face_id] = std::clamp(hit.similarity, -1.f, 1.f);
     }
     FACEID_ASSIGN_OR_RETURN(std::vector<FaceOwner> owners, store_->ResolveFaces(gallery, ids));
     people.clear();

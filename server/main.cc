@@ -40,8 +40,6 @@
 namespace faceid {
 namespace {
 
-// In-flight requests get this long to finish after SIGTERM/SIGINT.
-constexpr std::chrono::seconds kShutdownGrace{10};
 
 int g_signal_pipe[2] = {-1, -1};
 
@@ -65,25 +63,42 @@ struct Flags {
   int batch_wait_us = 2000;
   int max_batch = 64;
   std::string log_level = "info";
+  int shutdown_grace_s = 30;  // in-flight requests get this long after SIGTERM/SIGINT
 };
 
 // Held for the server's lifetime: a second server on the same database would keep its own
 // index, miss the first one's enrollments and write snapshots that resurrect its deletes.
-// The lock goes with the process (also on SIGKILL). `faceid-server backup` does not take it.
+// The flock is taken on the database file itself (created empty when absent, which SQLite
+// reads as an empty database), so every path to it (symlinks, hard links, other spellings)
+// meets the same lock; flock and SQLite's fcntl locks do not interact on Linux. The fd is never
+// closed (closing any fd of the file would drop SQLite's POSIX locks); the lock goes with the
+// process, also on SIGKILL. `faceid-server backup` does not take it.
 StatusOr<int> LockDatabase(const std::string& db) {
-  const std::string path = db + ".lock";
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const int fd = ::open(db.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::FailedPreconditionError("cannot open the lock file " + path + ": " +
+    return absl::FailedPreconditionError("cannot open the database " + db + ": " +
                                          std::strerror(errno));
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
     return absl::FailedPreconditionError(
-        "database " + db + " is in use by another faceid-server (lock file " + path +
-        "); stop it first, or serve a copy (faceid-server backup)");
+        "database " + db + " is in use by another faceid-server (it holds the file's lock); "
+        "stop it first, or serve a copy (faceid-server backup)");
   }
   return fd;
+}
+
+// "host:port" with a port of 0 (any free port) to 65535. gRPC would take 99999 as 34463.
+Status CheckListenAddress(const std::string& listen) {
+  const std::size_t colon = listen.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : listen.substr(colon + 1);
+  const bool digits = !port.empty() && port.size() <= 5 &&
+                      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (colon == 0 || !digits || std::stoi(port) > 65535) {
+    return absl::InvalidArgumentError("--listen '" + listen +
+                                      "' must be HOST:PORT with a port from 0 to 65535, like "
+                                      "127.0.0.1:50051 or [::1]:50051");
+  }
+  return absl::OkStatus();
 }
 
 StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
@@ -130,6 +145,10 @@ Status Serve(const Flags& flags) {
     return absl::InvalidArgumentError("--model and --db are required");
   }
   FACEID_ASSIGN_OR_RETURN(const IndexType index_type, ParseIndexType(flags.index));
+  FACEID_RETURN_IF_ERROR(CheckListenAddress(flags.listen));
+  if (flags.shutdown_grace_s < 0) {
+    return absl::InvalidArgumentError("--shutdown-grace-s must be >= 0");
+  }
   std::string api_key;
   if (!flags.api_key_file.empty()) {
     FACEID_ASSIGN_OR_RETURN(std::string key, ReadFile(flags.api_key_file, "API key file"));
@@ -231,7 +250,7 @@ Status Serve(const Flags& flags) {
     if (signal_number != 0) {
       log->info("signal {}: finishing in-flight requests, then stopping", signal_number);
     }
-    server->Shutdown(kShutdownGrace);
+    server->Shutdown(std::chrono::seconds(flags.shutdown_grace_s));
   });
 
   // Requests are answered UNAVAILABLE until the gallery is re-embedded and indexed.
@@ -291,6 +310,10 @@ int main(int argc, char** argv) {
                  "a batch runs at once when it holds this many faces")
       ->capture_default_str();
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  app.add_option("--shutdown-grace-s", flags.shutdown_grace_s,
+                 "after SIGTERM/SIGINT, seconds in-flight requests get to finish before they "
+                 "are cancelled")
       ->capture_default_str();
 
   std::string backup_db;

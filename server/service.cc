@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <opencv2/imgcodecs.hpp>
 #include <optional>
@@ -54,6 +55,35 @@ StatusOr<std::string> GalleryName(const std::string& name) {
   return name;
 }
 
+// Code points that steer a terminal or the reading order rather than print: C0 and C1
+// controls, DEL, the line/paragraph separators and the bidi embeddings, overrides and isolates
+// (U+202E can make a stored name read as another). Checked where text is stored: a name or id
+// shown by `faceid people` must not send escape sequences.
+bool IsSteeringCodePoint(std::uint32_t cp) {
+  return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+         (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+// `text` is valid UTF-8 (proto3 parsing checks string fields).
+Status CheckPrintable(const std::string& text, const std::string& field) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    const int length = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+    std::uint32_t cp = length == 1 ? lead : lead & (0x7f >> length);
+    for (int k = 1; k < length && i + k < text.size(); ++k) {
+      cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3f);
+    }
+    if (IsSteeringCodePoint(cp)) {
+      char hex[16];
+      std::snprintf(hex, sizeof(hex), "U+%04X", cp);
+      return absl::InvalidArgumentError(field + " contains the control or bidi character " +
+                                        hex + " at byte " + std::to_string(i));
+    }
+    i += static_cast<std::size_t>(length);
+  }
+  return absl::OkStatus();
+}
+
 // 1..128 bytes without control characters. (proto3 parsing already refuses invalid UTF-8 in
 // string fields; gRPC then answers INTERNAL before the service runs.)
 Status CheckExternalId(const std::string& id) {
@@ -76,6 +106,7 @@ Status CheckMetadata(const google::protobuf::Map<std::string, std::string>& meta
   }
   for (const auto& [key, value] : metadata) {
     if (key.empty()) return absl::InvalidArgumentError("metadata keys must not be empty");
+    FACEID_RETURN_IF_ERROR(CheckPrintable(key, "a metadata key"));
     if (key.size() > kMaxMetadataKeyBytes) {
       return absl::InvalidArgumentError("a metadata key is over 128 bytes");
     }
@@ -91,13 +122,7 @@ Status CheckDisplayName(const std::string& name) {
     return absl::InvalidArgumentError("display_name is " + std::to_string(name.size()) +
                                       " bytes; at most 256 are allowed");
   }
-  for (char c : name) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      return absl::InvalidArgumentError("display_name contains a control character");
-    }
-  }
-  return absl::OkStatus();
+  return CheckPrintable(name, "display_name");
 }
 
 // Between images of a request: stop working for a client that has gone (cancelled, or past
@@ -183,6 +208,13 @@ FaceMode ModeOf(bool input_is_face_crop) {
 
 int MaxFacesOf(v1::FaceSelection selection) { return selection == v1::FACE_SELECTION_ALL ? 0 : 1; }
 
+// Open enums accept any number on the wire; an unknown one is a client bug, not LARGEST.
+Status CheckFaceSelection(int selection) {
+  if (v1::FaceSelection_IsValid(selection)) return absl::OkStatus();
+  return absl::InvalidArgumentError("face_selection " + std::to_string(selection) +
+                                    " is not one of UNSPECIFIED, LARGEST, ALL");
+}
+
 std::string HexEncode(const std::string& bytes) {
   static const char kHex[] = "0123456789abcdef";
   std::string hex;
@@ -228,10 +260,11 @@ StatusOr<std::string> ParsePageToken(const std::string& token, const std::string
   return *last;
 }
 
+// Cosine similarity of two unit vectors, clamped to [-1, 1] (rounding can pass 1 by an ulp).
 float Dot(const std::vector<float>& a, const std::vector<float>& b) {
   float sum = 0.f;
   for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) sum += a[i] * b[i];
-  return sum;
+  return std::clamp(sum, -1.f, 1.f);
 }
 
 // Constant-time comparison, so the key cannot be guessed byte by byte from timings.
@@ -304,9 +337,11 @@ grpc::Status FaceService::Enroll(grpc::ServerContext* context, const v1::EnrollR
   return Serve("Enroll", context, true, [&]() -> Status {
     FACEID_ASSIGN_OR_RETURN(const std::string gallery, GalleryName(request->gallery()));
     FACEID_RETURN_IF_ERROR(CheckExternalId(request->external_id()));
+    FACEID_RETURN_IF_ERROR(CheckPrintable(request->external_id(), "external_id"));
     FACEID_RETURN_IF_ERROR(CheckDisplayName(request->display_name()));
     FACEID_RETURN_IF_ERROR(CheckMetadata(request->metadata()));
     const v1::EnrollOptions& options = request->options();
+    FACEID_RETURN_IF_ERROR(CheckFaceSelection(options.face_selection()));
     if (options.face_selection() == v1::FACE_SELECTION_ALL) {
       return absl::InvalidArgumentError(
           "face_selection ALL is not allowed in Enroll: one image gives one face");
@@ -414,6 +449,7 @@ grpc::Status FaceService::Identify(grpc::ServerContext* context, const v1::Ident
     for (const std::string& image : request->images()) {
       FACEID_RETURN_IF_ERROR(CheckImageSize(image, options_.max_image_bytes, "an image"));
     }
+    FACEID_RETURN_IF_ERROR(CheckFaceSelection(request->face_selection()));
     // Fail an unknown gallery before any detection work.
     FACEID_RETURN_IF_ERROR(galleries_->CheckGallery(gallery));
 
@@ -534,6 +570,7 @@ grpc::Status FaceService::Detect(grpc::ServerContext* context, const v1::DetectR
 grpc::Status FaceService::Embed(grpc::ServerContext* context, const v1::EmbedRequest* request,
                                 v1::EmbedResponse* response) {
   return Serve("Embed", context, false, [&]() -> Status {
+    FACEID_RETURN_IF_ERROR(CheckFaceSelection(request->face_selection()));
     FACEID_RETURN_IF_ERROR(CheckImageSize(request->image(), options_.max_image_bytes, "image"));
     FACEID_ASSIGN_OR_RETURN(PipelineResult found,
                             finder_->Find(request->image(), ModeOf(request->input_is_face_crop()),

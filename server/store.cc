@@ -667,6 +667,11 @@ Status BackupDatabase(const std::string& db_path, const std::string& out_path) {
   if (!std::filesystem::exists(db_path)) {
     return absl::NotFoundError("database '" + db_path + "' does not exist");
   }
+  std::error_code same_error;
+  if (std::filesystem::equivalent(db_path, out_path, same_error)) {
+    return absl::InvalidArgumentError("backup --out '" + out_path + "' is the database itself: " +
+                                      "give another file");
+  }
   FACEID_ASSIGN_OR_RETURN(std::unique_ptr<GalleryStore> store, GalleryStore::Open(db_path));
   return store->Backup(out_path);
 }

@@ -275,6 +275,48 @@ TEST_F(ServerProcessTest, SecondServerOnTheSameDatabaseIsRefused) {
   grpc::ClientContext context;
   v1::InfoResponse info;
   EXPECT_TRUE(StubOn(port)->Info(&context, {}, &info).ok());
+
+  // Regression: the lock was a file named after the path, so a symlink (or a hard link) to
+  // the database let a second server in. Now the database file itself is locked.
+  std::filesystem::create_symlink(dir_ / "gallery.db", dir_ / "alias.db");
+  std::filesystem::create_hard_link(dir_ / "gallery.db", dir_ / "hard.db");
+  for (const char* other : {"alias.db", "hard.db"}) {
+    const std::string alias_command = "timeout 60 " + binary + " --model " + model_ + " --db " +
+                                      (dir_ / other).string() + " --listen 127.0.0.1:0 > " + log +
+                                      " 2>&1";
+    const int alias_status = std::system(alias_command.c_str());
+    ASSERT_TRUE(WIFEXITED(alias_status));
+    EXPECT_EQ(WEXITSTATUS(alias_status), 1) << other << ": " << ReadAll(log);
+    EXPECT_NE(ReadAll(log).find("in use by another faceid-server"), std::string::npos)
+        << ReadAll(log);
+  }
+}
+
+// Regression: gRPC took --listen 127.0.0.1:99999 as port 34463, and backup --out naming the
+// database itself reported success without making a copy.
+TEST_F(ServerProcessTest, BadListenPortAndSelfBackupAreRefused) {
+  const std::string binary = std::string(FACEID_BIN_DIR) + "/faceid-server";
+  const std::string log = (dir_ / "port.log").string();
+  for (const char* listen : {"127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1:", "localhost"}) {
+    const std::string command = "timeout 60 " + binary + " --model " + model_ + " --db " +
+                                (dir_ / "port.db").string() + " --listen " + listen + " > " + log +
+                                " 2>&1";
+    const int status = std::system(command.c_str());
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 1) << listen << ": " << ReadAll(log);
+    EXPECT_NE(ReadAll(log).find("port from 0 to 65535"), std::string::npos) << ReadAll(log);
+  }
+  {
+    auto store = GalleryStore::Open((dir_ / "self.db").string());
+    ASSERT_TRUE(store.ok()) << store.status();
+  }
+  std::filesystem::create_symlink(dir_ / "self.db", dir_ / "self-link.db");
+  for (const char* out : {"self.db", "self-link.db"}) {
+    const std::string command = binary + " backup --db " + (dir_ / "self.db").string() +
+                                " --out " + (dir_ / out).string() + " > " + log + " 2>&1";
+    EXPECT_NE(std::system(command.c_str()), 0) << out;
+    EXPECT_NE(ReadAll(log).find("is the database itself"), std::string::npos) << ReadAll(log);
+  }
 }
 
 }  // namespace

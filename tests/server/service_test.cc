@@ -521,6 +521,72 @@ TEST_F(FaceServiceTest, OversizedNamesAndMetadataKeysAreRefused) {
             StatusCode::INVALID_ARGUMENT);
 }
 
+// Regression (hostile review): C1 controls and bidi overrides passed the "no control
+// characters" rule, so `faceid people` printed a stored name's terminal escape sequences.
+TEST_F(FaceServiceTest, SteeringCharactersInStoredTextAreRefused) {
+  const std::vector<std::string> bad = {"csi\u009b2J", "nel\u0085", "ls\u2028x",
+                                        "rlo\u202Eevil", "iso\u2066x"};
+  for (const std::string& text : bad) {
+    auto by_id = EnrollOf("ok-" + std::to_string(&text - &bad[0]), {Photo(17, 0)});
+    by_id.set_external_id(text);
+    const grpc::Status id_status = Enroll(by_id);
+    EXPECT_EQ(id_status.error_code(), StatusCode::INVALID_ARGUMENT) << text;
+    EXPECT_NE(id_status.error_message().find("external_id contains the control or bidi"),
+              std::string::npos)
+        << id_status.error_message();
+    auto by_name = EnrollOf("named", {Photo(17, 0)});
+    by_name.set_display_name(text);
+    EXPECT_EQ(Enroll(by_name).error_code(), StatusCode::INVALID_ARGUMENT) << text;
+    auto by_key = EnrollOf("named", {Photo(17, 0)});
+    (*by_key.mutable_metadata())[text] = "v";
+    EXPECT_EQ(Enroll(by_key).error_code(), StatusCode::INVALID_ARGUMENT) << text;
+  }
+  auto fine = EnrollOf("zoë-李", {Photo(17, 0)});
+  fine.set_display_name("Zoë Ærø 李小龍 עברית");
+  EXPECT_TRUE(Enroll(fine).ok());
+  grpc::ClientContext context;
+  v1::ListPeopleRequest list;
+  v1::ListPeopleResponse people;
+  ASSERT_TRUE(stub_->ListPeople(&context, list, &people).ok());
+  EXPECT_EQ(people.people_size(), 1);
+}
+
+// Regression: an unknown face_selection number was served as LARGEST.
+TEST_F(FaceServiceTest, UnknownFaceSelectionIsInvalidArgument) {
+  auto identify = IdentifyOf(Photo(18, 0), "");
+  identify.set_face_selection(static_cast<v1::FaceSelection>(99));
+  v1::IdentifyResponse response;
+  EXPECT_EQ(Identify(identify, &response).error_code(), StatusCode::INVALID_ARGUMENT);
+  auto enroll = EnrollOf("sel", {Photo(18, 0)});
+  enroll.mutable_options()->set_face_selection(static_cast<v1::FaceSelection>(-1));
+  EXPECT_EQ(Enroll(enroll).error_code(), StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext context;
+  v1::EmbedRequest embed;
+  embed.set_image(Photo(18, 0));
+  embed.set_face_selection(static_cast<v1::FaceSelection>(7));
+  v1::EmbedResponse embedded;
+  EXPECT_EQ(stub_->Embed(&context, embed, &embedded).error_code(), StatusCode::INVALID_ARGUMENT);
+}
+
+// Regression: a face against itself came back as 1.0000002, outside the documented [-1, 1].
+TEST_F(FaceServiceTest, SimilaritiesStayWithinMinusOneAndOne) {
+  ASSERT_TRUE(Enroll(EnrollOf("self", {Photo(19, 0)})).ok());
+  v1::IdentifyResponse identified;
+  ASSERT_TRUE(Identify(IdentifyOf(Photo(19, 0), ""), &identified).ok());
+  ASSERT_EQ(identified.results(0).faces_size(), 1);
+  const float top = identified.results(0).faces(0).candidates(0).similarity();
+  EXPECT_LE(top, 1.0f);
+  EXPECT_GT(top, 0.999f);
+  grpc::ClientContext context;
+  v1::VerifyRequest verify;
+  verify.set_image(Photo(19, 0));
+  verify.set_other_image(Photo(19, 0));
+  v1::VerifyResponse verified;
+  ASSERT_TRUE(stub_->Verify(&context, verify, &verified).ok());
+  EXPECT_LE(verified.similarity(), 1.0f);
+  EXPECT_GT(verified.similarity(), 0.999f);
+}
+
 // Regression: gRPC's default SO_REUSEPORT let a second server bind a port in use, so clients
 // reached either server's database at random.
 TEST_F(FaceServiceTest, SecondServerOnAPortInUseIsRefused) {
