@@ -1,6 +1,8 @@
 #include "client/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -13,6 +15,36 @@
 
 namespace faceid {
 namespace {
+
+// CLI11's PositiveNumber answers "Value abc not in range 0.000000 to 1797...": these say what
+// is wanted in words.
+CLI::Validator PositiveNumber() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const double value = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0' || errno == ERANGE || !(value > 0)) {
+          return "must be a number greater than 0, got '" + text + "'";
+        }
+        return "";
+      },
+      "NUMBER > 0");
+}
+
+CLI::Validator PositiveId() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long long value = std::strtoll(text.c_str(), &end, 10);
+        if (end == text.c_str() || *end != '\0' || errno == ERANGE || value < 1) {
+          return "must be a whole number from 1 to 9223372036854775807, got '" + text + "'";
+        }
+        return "";
+      },
+      "ID");
+}
 
 namespace v1 = ::faceid::v1;
 
@@ -563,7 +595,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                  "PEM file of CA roots; connects with TLS when given")
       ->check(CLI::ExistingFile);
   app.add_option("--timeout", flags.connection.timeout_s, "deadline per request, seconds")
-      ->check(CLI::PositiveNumber)
+      ->check(PositiveNumber())
       ->capture_default_str();
   app.add_flag("--json", flags.json, "machine-readable output: one JSON document per command");
   app.add_flag("--quiet,-q", flags.quiet, "no progress bar and no hints");
@@ -689,7 +721,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   auto* delete_face_cmd = delete_cmd->add_subcommand("face", "one face; the person stays");
   delete_face_cmd->add_option("id", delete_face_id, "face id")
       ->required()
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveId());
   commands.emplace_back(delete_face_cmd,
                         [&](CommandEnv& env) { return RunDeleteFace(env, delete_face_id); });
   std::string delete_gallery_name;
@@ -723,9 +755,9 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->capture_default_str();
   auto* bench_requests =
       bench_cmd->add_option("--requests,-n", bench.requests, "number of requests (default 100)")
-          ->check(CLI::PositiveNumber);
+          ->check(PositiveId());
   auto* bench_duration = bench_cmd->add_option("--duration", bench.duration_s, "seconds to run")
-                             ->check(CLI::PositiveNumber);
+                             ->check(PositiveNumber());
   bench_requests->excludes(bench_duration);
   bench_cmd
       ->add_option("--backoff-ms", bench.backoff_ms,

@@ -121,6 +121,17 @@ void SendBatch(CommandEnv& env, const EnrollDirArgs& args, const Batch& batch, T
     status = env.connection().face_id().Enroll(context.get(), request, &response);
   }
 
+  // A refused batch (no image in it was usable) carries one status for all of its files: send
+  // them one by one, so each file is reported with its own reason.
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT && sent.size() > 1) {
+    for (const std::string& file : sent) SendBatch(env, args, {batch.person, {file}}, tally);
+    std::lock_guard<std::mutex> lock(tally->mutex);
+    tally->files_done += static_cast<int64_t>(batch.files.size() - sent.size());
+    tally->skipped.insert(tally->skipped.end(), skipped.begin(), skipped.end());
+    tally->changed.notify_all();
+    return;
+  }
+
   std::lock_guard<std::mutex> lock(tally->mutex);
   tally->files_done += static_cast<int64_t>(batch.files.size());
   if (!status.ok()) {

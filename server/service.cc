@@ -397,9 +397,12 @@ grpc::Status FaceService::Enroll(grpc::ServerContext* context, const v1::EnrollR
       found.push_back(std::move(*face));
       image_of_face.push_back(i);
     }
-    if (faces.empty()) {
-      return absl::InvalidArgumentError("no image could be enrolled: " +
-                                        std::string(image_errors.begin()->second.message()));
+    if (faces.empty()) {  // every image failed (skip_invalid_images): name each one's reason
+      std::string reasons;
+      for (const auto& [index, error] : image_errors) {
+        reasons += (reasons.empty() ? "" : "; ") + std::string(error.message());
+      }
+      return Status(image_errors.begin()->second.code(), "no image could be enrolled: " + reasons);
     }
 
     FACEID_ASSIGN_OR_RETURN(std::vector<std::vector<float>> embeddings, embedder_->Embed(crops));

@@ -44,18 +44,23 @@ class FakeFaceId final : public v1::FaceId::Service {
     enroll_batch_sizes_.push_back(request->images_size());
     if (!request->options().skip_invalid_images()) ++enrolls_without_skip_;
     int good = 0;
+    std::string first_error;
     for (int i = 0; i < request->images_size(); ++i) {
       v1::EnrolledFace* face = response->add_faces();
       face->set_image_index(i);
-      if (request->images(i).rfind("BAD", 0) == 0) {
+      if (request->images(i).rfind("BAD", 0) == 0 || request->images(i) == "NOFACE") {
         face->mutable_error()->set_code(3);
-        face->mutable_error()->set_message("cannot decode image");
+        face->mutable_error()->set_message(request->images(i) == "NOFACE" ? "no face found"
+                                                                           : "cannot decode image");
+        if (first_error.empty()) first_error = face->error().message();
         continue;
       }
       face->set_face_id(next_face_id_++);
       ++good;
     }
-    if (good == 0) return {grpc::StatusCode::INVALID_ARGUMENT, "no usable image in the request"};
+    if (good == 0) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "no usable image in the request: " + first_error};
+    }
     v1::Person& person = people_[request->external_id()];
     person.set_external_id(request->external_id());
     person.set_display_name(request->display_name());
@@ -282,6 +287,20 @@ TEST(CliUsageTest, BadCommandLinesExitWithTwo) {
   EXPECT_THAT(verify.err, HasSubstr("--person"));
 }
 
+// Regression (new-user review): `delete face abc` printed "Value abc not in range 0.000000 to
+// 17976931348623157081..." and a 20-digit id was silently clamped to INT64_MAX.
+TEST(CliUsageTest, BadNumbersAreExplainedInWords) {
+  for (const char* id : {"abc", "0", "-4", "99999999999999999999"}) {
+    const CliResult face = RunFaceid({"delete", "face", id});
+    EXPECT_EQ(face.exit_code, kExitUsage) << id;
+    EXPECT_THAT(face.err, HasSubstr("must be a whole number from 1 to 9223372036854775807"));
+    EXPECT_THAT(face.err, ::testing::Not(HasSubstr("17976931348623157")));
+  }
+  const CliResult timeout = RunFaceid({"--timeout", "0", "info"});
+  EXPECT_EQ(timeout.exit_code, kExitUsage);
+  EXPECT_THAT(timeout.err, HasSubstr("must be a number greater than 0, got '0'"));
+}
+
 TEST(CliUsageTest, HelpAndVersionExitWithZero) {
   const CliResult help = RunFaceid({"--help"});
   EXPECT_EQ(help.exit_code, kExitOk);
@@ -344,6 +363,30 @@ TEST_F(CliTest, EnrollDirBatchesSkipsBadFilesAndSummarises) {
   std::sort(sizes.begin(), sizes.end());
   EXPECT_EQ(sizes, (std::vector<int>{1, 1, 2, kFakeMaxImagesPerRequest}));
   EXPECT_EQ(service_.enrolls_without_skip(), 0);
+}
+
+// Regression (new-user review): when no image of a batch was usable, the request's one reason
+// (the first image's) was copied onto every file: a valid photo without a face was reported
+// as "not a supported image format". The files of a refused batch are now sent one by one.
+TEST_F(CliTest, EnrollDirGivesEachFileOfARefusedBatchItsOwnReason) {
+  WriteFile(dir_ / "dog" / "a_bad.jpg", "BAD bytes");
+  WriteFile(dir_ / "dog" / "b_dog.jpg", "NOFACE");
+  const CliResult result = RunHere({"enroll-dir", dir_.string(), "--json"});
+  ASSERT_EQ(result.exit_code, kExitOk) << result.err;
+  const nlohmann::json doc = result.Json();
+  EXPECT_EQ(doc["files"], 2);
+  EXPECT_EQ(doc["faces"], 0);
+  std::map<std::string, std::string> reasons;
+  for (const auto& s : doc["skipped"]) {
+    reasons[fs::path(s["file"].get<std::string>()).filename().string()] =
+        s["reason"].get<std::string>();
+  }
+  ASSERT_EQ(reasons.size(), 2u) << doc.dump(2);
+  EXPECT_THAT(reasons["a_bad.jpg"], HasSubstr("cannot decode image"));
+  EXPECT_THAT(reasons["b_dog.jpg"], HasSubstr("no face found"));
+  std::vector<int> sizes = service_.enroll_batch_sizes();
+  std::sort(sizes.begin(), sizes.end());
+  EXPECT_EQ(sizes, (std::vector<int>{1, 1, 2}));
 }
 
 TEST_F(CliTest, EnrollDirHumanSummaryListsSkippedFiles) {

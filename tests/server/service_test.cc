@@ -653,9 +653,14 @@ TEST_F(FaceServiceTest, SkipInvalidImagesStoresTheGoodOnesAndReportsTheBad) {
   EXPECT_EQ(response.faces(2).error().code(), static_cast<int>(StatusCode::INVALID_ARGUMENT));
   EXPECT_GT(response.faces(3).face_id(), 0);
   EXPECT_EQ(response.person().face_count(), 2);
-  auto all_bad = EnrollOf("lee", {"broken"});
+  // When no image is usable, the refusal names every image's reason, not only the first's.
+  auto all_bad = EnrollOf("lee", {"broken", MakeBlankImage()});
   all_bad.mutable_options()->set_skip_invalid_images(true);
-  EXPECT_EQ(Enroll(all_bad).error_code(), StatusCode::INVALID_ARGUMENT);
+  const grpc::Status refused = Enroll(all_bad);
+  EXPECT_EQ(refused.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("image 0: "), std::string::npos) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("; image 1: no face found"), std::string::npos)
+      << refused.error_message();
 }
 
 TEST_F(FaceServiceTest, InputIsFaceCropSkipsDetection) {
