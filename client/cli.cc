@@ -2,8 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -719,9 +719,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                         [&](CommandEnv& env) { return RunDeletePerson(env, delete_person_id); });
   int64_t delete_face_id = 0;
   auto* delete_face_cmd = delete_cmd->add_subcommand("face", "one face; the person stays");
-  delete_face_cmd->add_option("id", delete_face_id, "face id")
-      ->required()
-      ->check(PositiveId());
+  delete_face_cmd->add_option("id", delete_face_id, "face id")->required()->check(PositiveId());
   commands.emplace_back(delete_face_cmd,
                         [&](CommandEnv& env) { return RunDeleteFace(env, delete_face_id); });
   std::string delete_gallery_name;

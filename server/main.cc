@@ -40,7 +40,6 @@
 namespace faceid {
 namespace {
 
-
 int g_signal_pipe[2] = {-1, -1};
 
 void OnSignal(int signal_number) {
@@ -81,7 +80,8 @@ StatusOr<int> LockDatabase(const std::string& db) {
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     return absl::FailedPreconditionError(
-        "database " + db + " is in use by another faceid-server (it holds the file's lock); "
+        "database " + db +
+        " is in use by another faceid-server (it holds the file's lock); "
         "stop it first, or serve a copy (faceid-server backup)");
   }
   return fd;
@@ -91,8 +91,9 @@ StatusOr<int> LockDatabase(const std::string& db) {
 Status CheckListenAddress(const std::string& listen) {
   const std::size_t colon = listen.rfind(':');
   const std::string port = colon == std::string::npos ? "" : listen.substr(colon + 1);
-  const bool digits = !port.empty() && port.size() <= 5 &&
-                      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      !port.empty() && port.size() <= 5 &&
+      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (colon == 0 || !digits || std::stoi(port) > 65535) {
     return absl::InvalidArgumentError("--listen '" + listen +
                                       "' must be HOST:PORT with a port from 0 to 65535, like "

@@ -76,8 +76,8 @@ Status CheckPrintable(const std::string& text, const std::string& field) {
     if (IsSteeringCodePoint(cp)) {
       char hex[16];
       std::snprintf(hex, sizeof(hex), "U+%04X", cp);
-      return absl::InvalidArgumentError(field + " contains the control or bidi character " +
-                                        hex + " at byte " + std::to_string(i));
+      return absl::InvalidArgumentError(field + " contains the control or bidi character " + hex +
+                                        " at byte " + std::to_string(i));
     }
     i += static_cast<std::size_t>(length);
   }

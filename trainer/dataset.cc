@@ -98,7 +98,8 @@ bool NaturalLess(const std::string& a, const std::string& b) {
 
 std::vector<std::string> FirstLines(const std::vector<std::string>& items, std::size_t max) {
   std::vector<std::string> lines(items.begin(), items.begin() + std::min(max, items.size()));
-  if (items.size() > max) lines.push_back("... and " + std::to_string(items.size() - max) + " more");
+  if (items.size() > max)
+    lines.push_back("... and " + std::to_string(items.size() - max) + " more");
   return lines;
 }
 
@@ -404,8 +405,9 @@ StatusOr<AlignedSet> AlignPeople(const FacePipeline& pipeline,
   }
   for (auto& t : threads) t.join();
   if (cancelled.load()) {
-    return absl::CancelledError("interrupted while aligning images; the crops aligned so far "
-                                "are cached, so a new run starts where this one stopped");
+    return absl::CancelledError(
+        "interrupted while aligning images; the crops aligned so far "
+        "are cached, so a new run starts where this one stopped");
   }
 
   std::vector<int> kept_per_label(set.names.size(), 0);

@@ -35,17 +35,23 @@ std::atomic<bool> g_interrupted{false};
 
 extern "C" void OnSigint(int) { g_interrupted.store(true); }
 
-// Restores the previous SIGINT handler when training ends.
+// Ctrl-C (SIGINT) and SIGTERM (a scheduler or `kill` stopping the job) both stop alignment,
+// or write a checkpoint and stop training. Restores the previous handlers when the run ends.
 class SigintScope {
  public:
   SigintScope() {
     g_interrupted.store(false);
-    previous_ = std::signal(SIGINT, OnSigint);
+    previous_int_ = std::signal(SIGINT, OnSigint);
+    previous_term_ = std::signal(SIGTERM, OnSigint);
   }
-  ~SigintScope() { std::signal(SIGINT, previous_); }
+  ~SigintScope() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
 
  private:
-  void (*previous_)(int);
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
 };
 
 std::uint64_t Mix(std::uint64_t a, std::uint64_t b) {

@@ -51,7 +51,7 @@ class FakeFaceId final : public v1::FaceId::Service {
       if (request->images(i).rfind("BAD", 0) == 0 || request->images(i) == "NOFACE") {
         face->mutable_error()->set_code(3);
         face->mutable_error()->set_message(request->images(i) == "NOFACE" ? "no face found"
-                                                                           : "cannot decode image");
+                                                                          : "cannot decode image");
         if (first_error.empty()) first_error = face->error().message();
         continue;
       }
@@ -600,8 +600,8 @@ TEST_F(CliTest, BenchBacksOffOnResourceExhausted) {
 
   service_.SetBusyEmbeds(2);
   const CliResult no_backoff =
-      RunHere({"bench", "--image", (dir_ / "a.jpg").string(), "--method", "embed", "-n", "4",
-               "-c", "1", "--backoff-ms", "0", "--json"});
+      RunHere({"bench", "--image", (dir_ / "a.jpg").string(), "--method", "embed", "-n", "4", "-c",
+               "1", "--backoff-ms", "0", "--json"});
   ASSERT_EQ(no_backoff.exit_code, kExitOk) << no_backoff.err;
   EXPECT_EQ(no_backoff.Json()["backoffs"], 0);
   EXPECT_EQ(no_backoff.Json()["errors_by_code"]["RESOURCE_EXHAUSTED"], 2);

@@ -312,8 +312,8 @@ TEST_F(ServerProcessTest, BadListenPortAndSelfBackupAreRefused) {
   }
   std::filesystem::create_symlink(dir_ / "self.db", dir_ / "self-link.db");
   for (const char* out : {"self.db", "self-link.db"}) {
-    const std::string command = binary + " backup --db " + (dir_ / "self.db").string() +
-                                " --out " + (dir_ / out).string() + " > " + log + " 2>&1";
+    const std::string command = binary + " backup --db " + (dir_ / "self.db").string() + " --out " +
+                                (dir_ / out).string() + " > " + log + " 2>&1";
     EXPECT_NE(std::system(command.c_str()), 0) << out;
     EXPECT_NE(ReadAll(log).find("is the database itself"), std::string::npos) << ReadAll(log);
   }

@@ -524,8 +524,8 @@ TEST_F(FaceServiceTest, OversizedNamesAndMetadataKeysAreRefused) {
 // Regression (hostile review): C1 controls and bidi overrides passed the "no control
 // characters" rule, so `faceid people` printed a stored name's terminal escape sequences.
 TEST_F(FaceServiceTest, SteeringCharactersInStoredTextAreRefused) {
-  const std::vector<std::string> bad = {"csi\u009b2J", "nel\u0085", "ls\u2028x",
-                                        "rlo\u202Eevil", "iso\u2066x"};
+  const std::vector<std::string> bad = {"csi\u009b2J", "nel\u0085", "ls\u2028x", "rlo\u202Eevil",
+                                        "iso\u2066x"};
   for (const std::string& text : bad) {
     auto by_id = EnrollOf("ok-" + std::to_string(&text - &bad[0]), {Photo(17, 0)});
     by_id.set_external_id(text);
@@ -658,7 +658,8 @@ TEST_F(FaceServiceTest, SkipInvalidImagesStoresTheGoodOnesAndReportsTheBad) {
   all_bad.mutable_options()->set_skip_invalid_images(true);
   const grpc::Status refused = Enroll(all_bad);
   EXPECT_EQ(refused.error_code(), StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(refused.error_message().find("image 0: "), std::string::npos) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("image 0: "), std::string::npos)
+      << refused.error_message();
   EXPECT_NE(refused.error_message().find("; image 1: no face found"), std::string::npos)
       << refused.error_message();
 }

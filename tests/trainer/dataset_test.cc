@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-
 #include <filesystem>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -177,7 +176,8 @@ TEST(AlignPeopleTest, CachesCropsAndListsUnreadableImages) {
 TEST(AlignPeopleTest, CancelStopsAndKeepsWhatWasCached) {
   TempDir dir;
   fs::create_directories(dir.path() + "/ann");
-  for (int i = 1; i <= 6; ++i) WriteNoiseImage(dir.path() + "/ann/" + std::to_string(i) + ".png", i);
+  for (int i = 1; i <= 6; ++i)
+    WriteNoiseImage(dir.path() + "/ann/" + std::to_string(i) + ".png", i);
   auto pipeline = FacePipeline::Create(PipelineOptions());
   ASSERT_TRUE(pipeline.ok()) << pipeline.status();
   auto listing = ListDataset({dir.path(), true}, {});

@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <cmath>
-#include <limits>
-#include <functional>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
@@ -228,7 +228,10 @@ TEST(FitTest, OutOfRangeOptionsAreRefusedByName) {
       {[](FitOptions& o) { o.max_people = -3; }, "--max-people"},
       {[](FitOptions& o) { o.loader_threads = 0; }, "--loader-threads"},
       {[](FitOptions& o) { o.time_budget_s = -5; }, "--time-budget-s"},
-      {[](FitOptions& o) { o.split = {0.5, 0.5, 0.5}; }, "--split"},
+      {[](FitOptions& o) {
+         o.split = {0.5, 0.5, 0.5};
+       },
+       "--split"},
       {[](FitOptions& o) { o.loss = "triplet", o.triplet_k = 1; }, "--triplet-k"},
   };
   for (const auto& [change, flag] : cases) {
@@ -316,36 +319,40 @@ TEST(FitCliTest, BadOptionValuesAreRefused) {
   EXPECT_NE(r.output.find("metrics.jsonl"), std::string::npos) << r.output;
 }
 
-TEST(FitCliTest, SigintWritesCheckpointBeforeExit) {
-  const std::string out = TempPath("sigint");
-  const std::string bin = std::string(FACEID_BIN_DIR) + "/faceid-train";
-  const std::string data = std::string(FACEID_DATA_DIR) + "/att_orl:crops";
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::execl(bin.c_str(), bin.c_str(), "--log-level", "warn", "fit", "--data", data.c_str(), "--out",
-            out.c_str(), "--epochs", "1000", "--batch", "8", "--threads", "1", "--split", "1,0,0",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
+// SIGINT (Ctrl-C) and SIGTERM (a scheduler stopping the job) both checkpoint and exit 130.
+TEST(FitCliTest, SigintAndSigtermWriteCheckpointBeforeExit) {
+  for (const int signal_number : {SIGINT, SIGTERM}) {
+    SCOPED_TRACE(signal_number);
+    const std::string out = TempPath("sigint" + std::to_string(signal_number));
+    const std::string bin = std::string(FACEID_BIN_DIR) + "/faceid-train";
+    const std::string data = std::string(FACEID_DATA_DIR) + "/att_orl:crops";
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::execl(bin.c_str(), bin.c_str(), "--log-level", "warn", "fit", "--data", data.c_str(),
+              "--out", out.c_str(), "--epochs", "1000", "--batch", "8", "--threads", "1", "--split",
+              "1,0,0", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Wait for the first training step, then interrupt.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    bool stepped = false;
+    while (!stepped && std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(out + "/run/metrics.jsonl");
+      std::string line;
+      stepped = bool(std::getline(in, line));
+      if (!stepped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ::kill(pid, signal_number);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(stepped) << "no training step within 60 s";
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 130);
+    EXPECT_TRUE(CheckpointWeightsDigest(out + "/run/last.ckpt").ok());
+    EXPECT_FALSE(fs::exists(out + "/model.faceid"));
+    fs::remove_all(out);
   }
-  // Wait for the first training step, then interrupt.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  bool stepped = false;
-  while (!stepped && std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(out + "/run/metrics.jsonl");
-    std::string line;
-    stepped = bool(std::getline(in, line));
-    if (!stepped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ::kill(pid, SIGINT);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(stepped) << "no training step within 60 s";
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 130);
-  EXPECT_TRUE(CheckpointWeightsDigest(out + "/run/last.ckpt").ok());
-  EXPECT_FALSE(fs::exists(out + "/model.faceid"));
-  fs::remove_all(out);
 }
 
 }  // namespace
