@@ -44,6 +44,9 @@ StatusOr<std::string> GalleryName(const std::string& name) {
   if (name.size() > kMaxGalleryName) {
     return absl::InvalidArgumentError("gallery name is longer than 64 characters");
   }
+  if (name.find_first_not_of('.') == std::string::npos) {
+    return absl::InvalidArgumentError("gallery name '" + name + "' needs a letter, digit, _ or -");
+  }
   for (char c : name) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '.' || c == '-';

@@ -184,6 +184,8 @@ StatusOr<EpochCurves> ReadMetrics(const std::string& path) {
     ++number;
     if (line.empty()) continue;
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    // A run killed mid-write leaves its last line cut short (no newline): that line is skipped.
+    if ((j.is_discarded() || !j.is_object()) && in.eof()) break;
     if (j.is_discarded() || !j.is_object()) {
       return absl::InvalidArgumentError(path + " line " + std::to_string(number) +
                                         " is not a JSON object");

@@ -542,6 +542,15 @@ StatusOr<RunData> PrepareData(const FitOptions& o, const std::string& cache_dir,
   ListLimits limits{o.min_images, o.max_people, o.max_images_per_person};
   for (const auto& text : o.data) {
     FACEID_ASSIGN_OR_RETURN(DatasetSpec spec, ParseDatasetSpec(text));
+    // The same folder twice would make each of its people two identities, whose pairs then
+    // count as impostors.
+    std::error_code ec;
+    const std::string canonical = fs::weakly_canonical(spec.path, ec).string();
+    for (const auto& seen : listings) {
+      if (fs::weakly_canonical(seen.spec.path, ec).string() == canonical) {
+        return absl::InvalidArgumentError("--data " + spec.path + " is given twice");
+      }
+    }
     FACEID_ASSIGN_OR_RETURN(DatasetListing listing, ListDataset(spec, limits));
     std::size_t images = 0;
     for (const auto& p : listing.people) images += p.images.size();
@@ -934,6 +943,10 @@ StatusOr<FitResult> RunFit(const FitOptions& o) {
   if (ec) return absl::InternalError("cannot create run folder " + run_dir + ": " + ec.message());
   const std::string cache_dir = o.cache_dir.empty() ? o.out_dir + "/cache" : o.cache_dir;
 
+  if (o.resume.empty() && fs::exists(o.out_dir + "/model.faceid")) {
+    log->warn("{} already holds a model.faceid: this run replaces it (and its run/ files)",
+              o.out_dir);
+  }
   SigintScope sigint;  // Ctrl-C: stop alignment, or checkpoint and stop training
   FACEID_ASSIGN_OR_RETURN(RunData data, PrepareData(o, cache_dir, log));
   if (o.batch > std::int64_t(data.train.images.size())) {

@@ -551,6 +551,18 @@ TEST_F(FaceServiceTest, SteeringCharactersInStoredTextAreRefused) {
   EXPECT_EQ(people.people_size(), 1);
 }
 
+// Gallery names of dots only ("." and "..") read as paths; they are refused.
+TEST_F(FaceServiceTest, GalleryNamesOfDotsOnlyAreRefused) {
+  for (const char* name : {".", "..", "..."}) {
+    auto request = EnrollOf("dot", {Photo(20, 0)});
+    request.set_gallery(name);
+    EXPECT_EQ(Enroll(request).error_code(), StatusCode::INVALID_ARGUMENT) << name;
+  }
+  auto dotted = EnrollOf("dot", {Photo(20, 0)});
+  dotted.set_gallery("team.v2");
+  EXPECT_TRUE(Enroll(dotted).ok());
+}
+
 // Regression: an unknown face_selection number was served as LARGEST.
 TEST_F(FaceServiceTest, UnknownFaceSelectionIsInvalidArgument) {
   auto identify = IdentifyOf(Photo(18, 0), "");

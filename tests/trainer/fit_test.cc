@@ -241,6 +241,12 @@ TEST(FitTest, OutOfRangeOptionsAreRefusedByName) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << flag << ": " << r.status();
     EXPECT_EQ(r.status().message().rfind(flag, 0), 0u) << r.status();
   }
+  FitOptions twice = TinyRun(out);
+  twice.data.push_back(twice.data.front() + "/");
+  const auto twice_result = RunFit(twice);
+  EXPECT_EQ(twice_result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(twice_result.status().message().find("is given twice"), std::string::npos)
+      << twice_result.status();
   FitOptions big_batch = TinyRun(out);
   big_batch.batch = 500;  // more than the tiny run's images
   const auto r = RunFit(big_batch);

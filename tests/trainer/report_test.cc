@@ -188,6 +188,16 @@ TEST_F(ReportTest, MalformedLineIsInvalidArgumentWithItsNumber) {
   EXPECT_NE(s.message().find("line 2"), std::string::npos) << s;
 }
 
+// Regression: a run killed while writing metrics.jsonl leaves a last line cut short (no
+// newline); report refused the whole file. That line is now skipped.
+TEST_F(ReportTest, LastLineCutShortIsSkipped) {
+  WriteFile("metrics.jsonl",
+            "{\"type\":\"epoch\",\"epoch\":1,\"ce\":1}\n{\"type\":\"epoch\",\"epoch\":2,\"c");
+  const Status s = WriteReport(dir_.string(), Path("report.png"));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(fs::exists(Path("report.png")));
+}
+
 TEST_F(ReportTest, NoEpochLineIsInvalidArgument) {
   WriteFile("metrics.jsonl", "{\"type\":\"step\",\"epoch\":1,\"ce\":7}\n");
   const Status s = WriteReport(dir_.string(), Path("report.png"));
