@@ -165,15 +165,21 @@ TEST(FitTest, ResumeAfterStopIsBitIdenticalToUninterruptedRun) {
   fs::remove_all(part);
 }
 
-TEST(FitTest, ResumeWithAnotherSplitIsRefused) {
-  const std::string out = TempPath("split");
+// Runs one step into `out` and returns its options with --resume set to its checkpoint.
+FitOptions OneStepRunToResume(const std::string& out) {
   FitOptions o = TinyRun(out);
   o.epochs = 1;
   o.max_steps = 1;
-  ASSERT_TRUE(RunFit(o).ok());
-  FitOptions other = o;
+  const auto first = RunFit(o);
+  EXPECT_TRUE(first.ok()) << first.status();
+  o.resume = out + "/run/last.ckpt";
+  return o;
+}
+
+TEST(FitTest, ResumeWithAnotherSplitIsRefused) {
+  const std::string out = TempPath("split");
+  FitOptions other = OneStepRunToResume(out);
   other.seed = 2;
-  other.resume = out + "/run/last.ckpt";
   const auto r = RunFit(other);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("another identity split"), std::string::npos);
@@ -184,19 +190,14 @@ TEST(FitTest, ResumeWithAnotherSplitIsRefused) {
 // that could not be loaded; --image-size and --loss changes were taken silently.
 TEST(FitTest, ResumeWithOtherTrainingOptionsIsRefused) {
   const std::string out = TempPath("config");
-  FitOptions o = TinyRun(out);
-  o.epochs = 1;
-  o.max_steps = 1;
-  ASSERT_TRUE(RunFit(o).ok());
+  const FitOptions o = OneStepRunToResume(out);
   FitOptions other = o;
-  other.resume = out + "/run/last.ckpt";
   other.embedding_dim = 64;
   auto r = RunFit(other);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
   EXPECT_NE(r.status().message().find("embedding_dim 128, this run asks for 64"), std::string::npos)
       << r.status();
   other = o;
-  other.resume = out + "/run/last.ckpt";
   other.loss = "softmax";
   r = RunFit(other);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
