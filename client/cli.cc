@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -18,19 +19,27 @@ namespace {
 
 // CLI11's PositiveNumber answers "Value abc not in range 0.000000 to 1797...": these say what
 // is wanted in words.
-CLI::Validator PositiveNumber() {
+constexpr double kMaxNumber = 1e9;  // a second count of 31 years: longer is a typo
+
+// A finite number in (0, kMaxNumber], or [0, kMaxNumber] when `zero_ok`.
+CLI::Validator NumberAbove0(bool zero_ok = false) {
   return CLI::Validator(
-      [](std::string& text) -> std::string {
+      [zero_ok](std::string& text) -> std::string {
         char* end = nullptr;
         errno = 0;
         const double value = std::strtod(text.c_str(), &end);
-        if (end == text.c_str() || *end != '\0' || errno == ERANGE || !(value > 0)) {
-          return "must be a number greater than 0, got '" + text + "'";
+        const bool low_ok = zero_ok ? value >= 0 : value > 0;
+        if (end == text.c_str() || *end != '\0' || errno == ERANGE || !std::isfinite(value) ||
+            !low_ok || value > kMaxNumber) {
+          return std::string("must be a number ") + (zero_ok ? "from 0" : "greater than 0") +
+                 " up to 1e9, got '" + text + "'";
         }
         return "";
       },
-      "NUMBER > 0");
+      zero_ok ? "NUMBER >= 0" : "NUMBER > 0");
 }
+
+CLI::Validator PositiveNumber() { return NumberAbove0(); }
 
 CLI::Validator PositiveId() {
   return CLI::Validator(
@@ -761,7 +770,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->add_option("--backoff-ms", bench.backoff_ms,
                    "after RESOURCE_EXHAUSTED wait this long before the next call, doubling up "
                    "to 1 s while the server stays overloaded (0: no backoff)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(NumberAbove0(/*zero_ok=*/true))
       ->capture_default_str();
   commands.emplace_back(bench_cmd, [&](CommandEnv& env) {
     if (bench.requests == 0 && bench.duration_s == 0) bench.requests = 100;

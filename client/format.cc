@@ -55,8 +55,7 @@ std::string AdviceFor(int code, const std::string& server, bool unreachable, dou
     case kUnimplemented:
       return "the server at " + server + " does not offer this call: is it a faceid-server?";
     case kFailedPrecondition:
-      return "the request conflicts with the server's state; start over (e.g. without a page "
-             "token)";
+      return "the server's state does not allow this request now; the message above says why";
     case kInternal:
       return "this is a bug in faceid; please report it with the command you ran";
     default:

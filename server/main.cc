@@ -94,6 +94,12 @@ Status CheckListenAddress(const std::string& listen) {
   const bool digits =
       !port.empty() && port.size() <= 5 &&
       std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (host.find(':') != std::string::npos && !bracketed) {
+    return absl::InvalidArgumentError("--listen '" + listen +
+                                      "': put an IPv6 address in brackets, like [::1]:50051");
+  }
   if (colon == 0 || !digits || std::stoi(port) > 65535) {
     return absl::InvalidArgumentError("--listen '" + listen +
                                       "' must be HOST:PORT with a port from 0 to 65535, like "

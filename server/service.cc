@@ -39,13 +39,19 @@ std::string Prefixed(const std::string& prefix, const Status& status) {
   return prefix + std::string(status.message());
 }
 
+// A gallery name that Enroll may create: not dots only ("." and ".." read as paths). Checked
+// at creation only, so a gallery stored by an older version stays reachable and deletable.
+Status CheckNewGalleryName(const std::string& name) {
+  if (!name.empty() && name.find_first_not_of('.') == std::string::npos) {
+    return absl::InvalidArgumentError("gallery name '" + name + "' needs a letter, digit, _ or -");
+  }
+  return absl::OkStatus();
+}
+
 StatusOr<std::string> GalleryName(const std::string& name) {
   if (name.empty()) return std::string(kDefaultGallery);
   if (name.size() > kMaxGalleryName) {
     return absl::InvalidArgumentError("gallery name is longer than 64 characters");
-  }
-  if (name.find_first_not_of('.') == std::string::npos) {
-    return absl::InvalidArgumentError("gallery name '" + name + "' needs a letter, digit, _ or -");
   }
   for (char c : name) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -339,6 +345,7 @@ grpc::Status FaceService::Enroll(grpc::ServerContext* context, const v1::EnrollR
                                  v1::EnrollResponse* response) {
   return Serve("Enroll", context, true, [&]() -> Status {
     FACEID_ASSIGN_OR_RETURN(const std::string gallery, GalleryName(request->gallery()));
+    FACEID_RETURN_IF_ERROR(CheckNewGalleryName(gallery));
     FACEID_RETURN_IF_ERROR(CheckExternalId(request->external_id()));
     FACEID_RETURN_IF_ERROR(CheckPrintable(request->external_id(), "external_id"));
     FACEID_RETURN_IF_ERROR(CheckDisplayName(request->display_name()));

@@ -672,6 +672,13 @@ Status BackupDatabase(const std::string& db_path, const std::string& out_path) {
     return absl::InvalidArgumentError("backup --out '" + out_path + "' is the database itself: " +
                                       "give another file");
   }
+  // A backup never overwrites: the file could be another server's live database.
+  std::error_code exists_error;
+  if (std::filesystem::exists(std::filesystem::symlink_status(out_path, exists_error))) {
+    return absl::AlreadyExistsError("backup --out '" + out_path +
+                                    "' already exists; a backup never overwrites a file (it "
+                                    "could be another database): remove it or pick a new name");
+  }
   FACEID_ASSIGN_OR_RETURN(std::unique_ptr<GalleryStore> store, GalleryStore::Open(db_path));
   return store->Backup(out_path);
 }

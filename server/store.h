@@ -197,7 +197,9 @@ class GalleryStore {
 };
 
 // Backs up the database file `db_path` into `out_path` (online backup API; the source may be
-// in use by a running server). NOT_FOUND when `db_path` does not exist.
+// in use by a running server). NOT_FOUND when `db_path` does not exist; INVALID_ARGUMENT
+// when `out_path` is the database itself; ALREADY_EXISTS when `out_path` exists (a backup
+// never overwrites a file, which could be another server's live database).
 Status BackupDatabase(const std::string& db_path, const std::string& out_path);
 
 }  // namespace faceid

@@ -96,6 +96,19 @@ bool NaturalLess(const std::string& a, const std::string& b) {
   return a < b;
 }
 
+Status CheckDistinctDatasets(const std::vector<DatasetSpec>& specs) {
+  std::vector<std::string> seen;
+  for (const DatasetSpec& spec : specs) {
+    std::error_code ec;
+    const std::string canonical = fs::weakly_canonical(spec.path, ec).string();
+    if (std::find(seen.begin(), seen.end(), canonical) != seen.end()) {
+      return absl::InvalidArgumentError("--data " + spec.path + " is given twice");
+    }
+    seen.push_back(canonical);
+  }
+  return absl::OkStatus();
+}
+
 std::vector<std::string> FirstLines(const std::vector<std::string>& items, std::size_t max) {
   std::vector<std::string> lines(items.begin(), items.begin() + std::min(max, items.size()));
   if (items.size() > max)

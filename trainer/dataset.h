@@ -42,6 +42,10 @@ struct DatasetListing {
   std::vector<std::string> skipped_people;
 };
 
+// INVALID_ARGUMENT when two specs name the same folder (by any spelling or link): each of its
+// people would become two identities, whose pairs then count as impostors.
+Status CheckDistinctDatasets(const std::vector<DatasetSpec>& specs);
+
 // What to log of a long list of left-out entries: the first `max` of them, then one line
 // "... and N more" when there are more.
 std::vector<std::string> FirstLines(const std::vector<std::string>& items, std::size_t max = 20);

@@ -42,9 +42,14 @@ int RunEval(const EvalOptions& o) {
   auto pipeline = faceid::FacePipeline::Create(faceid::PipelineOptions());
   if (!pipeline.ok()) return Fail(pipeline.status());
   std::vector<std::pair<faceid::DatasetSpec, faceid::PersonImages>> people;
+  std::vector<faceid::DatasetSpec> specs;
   for (const auto& text : o.data) {
     auto spec = faceid::ParseDatasetSpec(text);
     if (!spec.ok()) return Fail(spec.status());
+    specs.push_back(*spec);
+    if (Status distinct = faceid::CheckDistinctDatasets(specs); !distinct.ok()) {
+      return Fail(distinct);
+    }
     auto listing =
         faceid::ListDataset(*spec, {o.min_images, o.max_people, o.max_images_per_person});
     if (!listing.ok()) return Fail(listing.status());

@@ -435,6 +435,7 @@ StatusOr<torch::Device> PickDevice(const std::string& name) {
 constexpr int kMaxBatch = 4096;
 constexpr int kMaxEmbeddingDim = 4096;
 constexpr int kMaxImageSize = 512;
+constexpr int kMaxThreads = 256;
 
 Status CheckOptions(const FitOptions& o) {
   if (o.data.empty()) return absl::InvalidArgumentError("give at least one --data DIR");
@@ -468,9 +469,15 @@ Status CheckOptions(const FitOptions& o) {
   if (o.loss == "triplet" && o.triplet_k < 2) {
     return refuse("--triplet-k", ">= 2 (a triplet needs two images of a person)");
   }
-  if (o.threads < 0) return refuse("--threads", ">= 0 (0 = all cores)");
-  if (o.loader_threads < 1) return refuse("--loader-threads", ">= 1");
-  if (o.align_threads < 1) return refuse("--align-threads", ">= 1");
+  if (!in_range(o.threads, 0, kMaxThreads)) {
+    return refuse("--threads", "in [0, " + std::to_string(kMaxThreads) + "] (0 = all cores)");
+  }
+  if (!in_range(o.loader_threads, 1, kMaxThreads)) {
+    return refuse("--loader-threads", "in [1, " + std::to_string(kMaxThreads) + "]");
+  }
+  if (!in_range(o.align_threads, 1, kMaxThreads)) {
+    return refuse("--align-threads", "in [1, " + std::to_string(kMaxThreads) + "]");
+  }
   if (o.min_images < 1) return refuse("--min-images", ">= 1");
   if (o.max_people < 0) return refuse("--max-people", ">= 0 (0 = all)");
   if (o.max_images_per_person < 0) return refuse("--max-images-per-person", ">= 0 (0 = all)");
@@ -542,15 +549,10 @@ StatusOr<RunData> PrepareData(const FitOptions& o, const std::string& cache_dir,
   ListLimits limits{o.min_images, o.max_people, o.max_images_per_person};
   for (const auto& text : o.data) {
     FACEID_ASSIGN_OR_RETURN(DatasetSpec spec, ParseDatasetSpec(text));
-    // The same folder twice would make each of its people two identities, whose pairs then
-    // count as impostors.
-    std::error_code ec;
-    const std::string canonical = fs::weakly_canonical(spec.path, ec).string();
-    for (const auto& seen : listings) {
-      if (fs::weakly_canonical(seen.spec.path, ec).string() == canonical) {
-        return absl::InvalidArgumentError("--data " + spec.path + " is given twice");
-      }
-    }
+    std::vector<DatasetSpec> specs;
+    for (const auto& seen : listings) specs.push_back(seen.spec);
+    specs.push_back(spec);
+    FACEID_RETURN_IF_ERROR(CheckDistinctDatasets(specs));
     FACEID_ASSIGN_OR_RETURN(DatasetListing listing, ListDataset(spec, limits));
     std::size_t images = 0;
     for (const auto& p : listing.people) images += p.images.size();
@@ -866,6 +868,14 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
   // The kept model: the best validation epoch, else the last weights.
   if (fs::exists(best_path)) torch::load(m.net, best_path);
   m.net->to(device);
+  {
+    // Finite weights can still overflow to NaN features (a run that diverged on its last
+    // step, with no validation people to notice): never write such a model.
+    const std::size_t probe = std::min<std::size_t>(data.train.images.size(), 64);
+    const std::vector<AlignedImage> sample(data.train.images.begin(),
+                                           data.train.images.begin() + std::ptrdiff_t(probe));
+    FACEID_RETURN_IF_ERROR(EmbedCrops(m.net, sample, o.image_size, device).status());
+  }
   ModelInfo info;
   info.network = net_options;
   info.pipeline_version = kPipelineVersion;

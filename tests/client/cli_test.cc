@@ -298,7 +298,15 @@ TEST(CliUsageTest, BadNumbersAreExplainedInWords) {
   }
   const CliResult timeout = RunFaceid({"--timeout", "0", "info"});
   EXPECT_EQ(timeout.exit_code, kExitUsage);
-  EXPECT_THAT(timeout.err, HasSubstr("must be a number greater than 0, got '0'"));
+  EXPECT_THAT(timeout.err, HasSubstr("must be a number greater than 0 up to 1e9, got '0'"));
+  // inf and 1e18 overflowed the deadline and failed at once with DEADLINE_EXCEEDED.
+  for (const char* value : {"inf", "1e18", "nan"}) {
+    EXPECT_EQ(RunFaceid({"--timeout", value, "info"}).exit_code, kExitUsage) << value;
+  }
+  const CliResult backoff =
+      RunFaceid({"bench", "--image", "/etc/hostname", "--backoff-ms", "nan", "-n", "1"});
+  EXPECT_EQ(backoff.exit_code, kExitUsage);
+  EXPECT_THAT(backoff.err, HasSubstr("must be a number from 0 up to 1e9"));
 }
 
 TEST(CliUsageTest, HelpAndVersionExitWithZero) {

@@ -306,10 +306,32 @@ TEST_F(ServerProcessTest, BadListenPortAndSelfBackupAreRefused) {
     EXPECT_EQ(WEXITSTATUS(status), 1) << listen << ": " << ReadAll(log);
     EXPECT_NE(ReadAll(log).find("port from 0 to 65535"), std::string::npos) << ReadAll(log);
   }
+  // Regression: "::1" passed (its last colon looked like a port separator) and bound port 443.
+  for (const char* listen : {"::1", "::1:50650", "fe80::1"}) {
+    const std::string command = "timeout 60 " + binary + " --model " + model_ + " --db " +
+                                (dir_ / "port.db").string() + " --listen " + listen + " > " + log +
+                                " 2>&1";
+    const int status = std::system(command.c_str());
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 1) << listen << ": " << ReadAll(log);
+    EXPECT_NE(ReadAll(log).find("in brackets"), std::string::npos) << ReadAll(log);
+  }
   {
     auto store = GalleryStore::Open((dir_ / "self.db").string());
     ASSERT_TRUE(store.ok()) << store.status();
   }
+  // Regression: backup --out naming another server's live database overwrote it.
+  {
+    auto other = GalleryStore::Open((dir_ / "other.db").string());
+    ASSERT_TRUE(other.ok()) << other.status();
+  }
+  const auto other_size = std::filesystem::file_size(dir_ / "other.db");
+  const std::string over = binary + " backup --db " + (dir_ / "self.db").string() + " --out " +
+                           (dir_ / "other.db").string() + " > " + log + " 2>&1";
+  EXPECT_NE(std::system(over.c_str()), 0);
+  EXPECT_NE(ReadAll(log).find("already exists; a backup never overwrites"), std::string::npos)
+      << ReadAll(log);
+  EXPECT_EQ(std::filesystem::file_size(dir_ / "other.db"), other_size);
   std::filesystem::create_symlink(dir_ / "self.db", dir_ / "self-link.db");
   for (const char* out : {"self.db", "self-link.db"}) {
     const std::string command = binary + " backup --db " + (dir_ / "self.db").string() + " --out " +

@@ -561,6 +561,13 @@ TEST_F(FaceServiceTest, GalleryNamesOfDotsOnlyAreRefused) {
   auto dotted = EnrollOf("dot", {Photo(20, 0)});
   dotted.set_gallery("team.v2");
   EXPECT_TRUE(Enroll(dotted).ok());
+  // Only creation is refused: a dots-only gallery stored by an older version stays reachable
+  // (here it does not exist, so lookups are NOT_FOUND, not INVALID_ARGUMENT).
+  grpc::ClientContext context;
+  v1::ListPeopleRequest list;
+  list.set_gallery("..");
+  v1::ListPeopleResponse people;
+  EXPECT_EQ(stub_->ListPeople(&context, list, &people).error_code(), StatusCode::NOT_FOUND);
 }
 
 // Regression: an unknown face_selection number was served as LARGEST.

@@ -98,6 +98,20 @@ TEST(ListDatasetTest, UnusableFoldersAndFilesAreListedNotThrown) {
   EXPECT_NE(all.find("(sub-folders are not read)"), std::string::npos) << all;
 }
 
+// Regression: `eval --data X --data X/` made every person two identities.
+TEST(CheckDistinctDatasetsTest, SameFolderBySpellingOrLinkIsRefused) {
+  TempDir dir;
+  fs::create_directories(dir.path() + "/a");
+  fs::create_directories(dir.path() + "/b");
+  fs::create_directory_symlink(dir.path() + "/a", dir.path() + "/link");
+  EXPECT_TRUE(CheckDistinctDatasets({{dir.path() + "/a", false}, {dir.path() + "/b", true}}).ok());
+  for (const std::string other : {"/a/", "/a/.", "/link", "/b/../a"}) {
+    const Status s = CheckDistinctDatasets({{dir.path() + "/a", false}, {dir.path() + other, true}});
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << other;
+    EXPECT_NE(s.message().find("is given twice"), std::string::npos) << s;
+  }
+}
+
 TEST(ListDatasetTest, ClassWithOneImageIsLeftOutAndNamed) {
   TempDir dir;
   for (const char* p : {"ann", "bob"}) fs::create_directories(dir.path() + "/" + p);

@@ -94,6 +94,18 @@ TEST(FitTest, DivergingRunStopsWithAClearError) {
   EXPECT_FALSE(fs::exists(out + "/model.faceid"));
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::minutes(2));
   fs::remove_all(out);
+
+  // Diverging on the very last step, with no validation people to notice: the weights are
+  // finite but give NaN features, and that model was written (exit 0).
+  FitOptions last = TinyRun(out);
+  last.lr = 1e10;
+  last.max_steps = 1;
+  last.split = {1, 0, 0};
+  const auto last_step = RunFit(last);
+  EXPECT_EQ(last_step.status().code(), absl::StatusCode::kFailedPrecondition)
+      << last_step.status();
+  EXPECT_FALSE(fs::exists(out + "/model.faceid"));
+  fs::remove_all(out);
 }
 
 // Regression: a --time-budget-s stop used to cut the cosine schedule mid-way, leaving the
@@ -228,6 +240,8 @@ TEST(FitTest, OutOfRangeOptionsAreRefusedByName) {
       {[](FitOptions& o) { o.warmup_epochs = -1; }, "--warmup-epochs"},
       {[](FitOptions& o) { o.max_people = -3; }, "--max-people"},
       {[](FitOptions& o) { o.loader_threads = 0; }, "--loader-threads"},
+      {[](FitOptions& o) { o.loader_threads = 100000; }, "--loader-threads"},
+      {[](FitOptions& o) { o.align_threads = 100000; }, "--align-threads"},
       {[](FitOptions& o) { o.time_budget_s = -5; }, "--time-budget-s"},
       {[](FitOptions& o) {
          o.split = {0.5, 0.5, 0.5};
