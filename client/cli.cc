@@ -72,9 +72,10 @@ std::string DescribeBox(const v1::BoundingBox& box) {
          std::to_string(box.width()) + "x" + std::to_string(box.height());
 }
 
+// Names and ids are printed through Printable(): stored text may hold terminal escapes.
 std::string PersonLabel(const std::string& external_id, const std::string& display_name) {
-  if (display_name.empty() || display_name == external_id) return external_id;
-  return display_name + " (" + external_id + ")";
+  if (display_name.empty() || display_name == external_id) return Printable(external_id);
+  return Printable(display_name) + " (" + Printable(external_id) + ")";
 }
 
 // Reads every file; the first unreadable one is the error.
@@ -187,7 +188,7 @@ void PrintIdentifiedFace(std::ostream& out, size_t index, const v1::IdentifiedFa
   if (face.candidates_size() > 1) {
     out << "    runners-up:";
     for (int i = 1; i < face.candidates_size(); ++i) {
-      out << (i > 1 ? "," : "") << " " << face.candidates(i).external_id() << " "
+      out << (i > 1 ? "," : "") << " " << Printable(face.candidates(i).external_id()) << " "
           << Fixed(face.candidates(i).similarity());
     }
     out << "\n";
@@ -396,8 +397,8 @@ int RunPeople(CommandEnv& env, int page_size) {
       if (env.flags().json) {
         people.push_back(ProtoToJson(person));
       } else {
-        env.out() << person.external_id() << "\t" << person.display_name() << "\t"
-                  << person.face_count() << " face(s)\n";
+        env.out() << Printable(person.external_id()) << "\t" << Printable(person.display_name())
+                  << "\t" << person.face_count() << " face(s)\n";
       }
     }
     request.set_page_token(response.next_page_token());
@@ -416,7 +417,9 @@ void PrintPerson(std::ostream& out, const v1::Person& person) {
   out << PersonLabel(person.external_id(), person.display_name()) << " in gallery "
       << (person.gallery().empty() ? "default" : person.gallery()) << ": " << person.face_count()
       << " face(s)\n";
-  for (const auto& [key, value] : person.metadata()) out << "  " << key << " = " << value << "\n";
+  for (const auto& [key, value] : person.metadata()) {
+    out << "  " << Printable(key) << " = " << Printable(value) << "\n";
+  }
   for (const v1::FaceRecord& face : person.faces()) {
     out << "  face " << face.face_id() << " at " << DescribeBox(face.box()) << " source "
         << face.source_sha256().substr(0, 12) << " model " << face.model_version() << "\n";
@@ -452,7 +455,8 @@ int RunRename(CommandEnv& env, const std::string& external_id, const std::string
   if (env.flags().json) {
     env.Emit(ProtoToJson(person));
   } else {
-    env.out() << "renamed " << external_id << " to \"" << person.display_name() << "\"\n";
+    env.out() << "renamed " << Printable(external_id) << " to \""
+              << Printable(person.display_name()) << "\"\n";
   }
   return kExitOk;
 }
@@ -486,7 +490,7 @@ int RunDeleteFace(CommandEnv& env, int64_t face_id) {
   if (env.flags().json) {
     env.Emit({{"face_id", face_id}, {"external_id", response.external_id()}});
   } else {
-    env.out() << "deleted face " << face_id << " of " << response.external_id() << "\n";
+    env.out() << "deleted face " << face_id << " of " << Printable(response.external_id()) << "\n";
   }
   return kExitOk;
 }

@@ -257,7 +257,8 @@ int RunEnrollDir(CommandEnv& env, const EnrollDirArgs& args) {
     if (!tally.skipped.empty()) {
       env.out() << "skipped " << tally.skipped.size() << " file(s):\n";
       for (const Skipped& s : tally.skipped) {
-        env.out() << "  " << s.file << ": " << StatusCodeName(s.code) << ": " << s.reason << "\n";
+        env.out() << "  " << Printable(s.file) << ": " << StatusCodeName(s.code) << ": "
+                  << Printable(s.reason) << "\n";
       }
     }
   }

@@ -63,6 +63,29 @@ std::string AdviceFor(int code, const std::string& server, bool unreachable, dou
   }
 }
 
+std::string Printable(const std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    const std::size_t length = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+    std::uint32_t cp = length == 1 ? lead : lead & (0x7fu >> length);
+    for (std::size_t k = 1; k < length && i + k < text.size(); ++k) {
+      cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3fu);
+    }
+    const bool steering = cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+                          (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+    if (steering) {
+      char escape[16];
+      std::snprintf(escape, sizeof(escape), "<U+%04X>", static_cast<unsigned>(cp));
+      out += escape;
+    } else {
+      out.append(text, i, length);
+    }
+    i += length;
+  }
+  return out;
+}
+
 std::string DescribeRpcFailure(int code, const std::string& message, const std::string& server,
                                bool unreachable, double timeout_s) {
   std::string text = "error: " + StatusCodeName(code);

@@ -29,6 +29,12 @@ std::string AdviceFor(int code, const std::string& server, bool unreachable, dou
 std::string DescribeRpcFailure(int code, const std::string& message, const std::string& server,
                                bool unreachable, double timeout_s);
 
+// `text` (UTF-8) made safe to print on a terminal: control characters (C0, DEL, C1), the
+// line/paragraph separators and the bidi embeddings, overrides and isolates become visible
+// escapes like "<U+202E>", so a stored name cannot move the cursor or reverse the line.
+// Everything else, and malformed bytes, is kept as it is.
+std::string Printable(const std::string& text);
+
 // Items per second; 0 when no time has passed yet.
 double RatePerSecond(int64_t done, double elapsed_s);
 

@@ -669,8 +669,8 @@ Status BackupDatabase(const std::string& db_path, const std::string& out_path) {
   }
   std::error_code same_error;
   if (std::filesystem::equivalent(db_path, out_path, same_error)) {
-    return absl::InvalidArgumentError("backup --out '" + out_path + "' is the database itself: " +
-                                      "give another file");
+    return absl::InvalidArgumentError("backup --out '" + out_path +
+                                      "' is the database itself: " + "give another file");
   }
   // A backup never overwrites: the file could be another server's live database.
   std::error_code exists_error;

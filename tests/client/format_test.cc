@@ -17,6 +17,19 @@ TEST(StatusCodeNameTest, NamesEveryCanonicalCode) {
   EXPECT_EQ(StatusCodeName(-1), "CODE_-1");
 }
 
+// Regression (hostile review): names stored before the server refused steering characters
+// were printed raw, so `faceid people` sent an 8-bit CSI and a right-to-left override to the
+// terminal.
+TEST(PrintableTest, SteeringCharactersBecomeVisibleEscapes) {
+  EXPECT_EQ(Printable("csi\u009b2J"), "csi<U+009B>2J");
+  EXPECT_EQ(Printable("rlo\u202Eevil"), "rlo<U+202E>evil");
+  EXPECT_EQ(Printable("esc\x1b[31mred\nline\x7f"), "esc<U+001B>[31mred<U+000A>line<U+007F>");
+  EXPECT_EQ(Printable("iso\u2066x\u2028"), "iso<U+2066>x<U+2028>");
+  const std::string ordinary = "Zoë Ærø 李小龍 עברית 😀";
+  EXPECT_EQ(Printable(ordinary), ordinary);
+  EXPECT_EQ(Printable(""), "");
+}
+
 TEST(AdviceTest, UnreachableServerNamesTheAddress) {
   const std::string text = DescribeRpcFailure(14, "failed to connect", "127.0.0.1:9", true, 30);
   EXPECT_EQ(text.rfind("error: UNAVAILABLE: failed to connect\n", 0), 0u) << text;

@@ -106,7 +106,8 @@ TEST(CheckDistinctDatasetsTest, SameFolderBySpellingOrLinkIsRefused) {
   fs::create_directory_symlink(dir.path() + "/a", dir.path() + "/link");
   EXPECT_TRUE(CheckDistinctDatasets({{dir.path() + "/a", false}, {dir.path() + "/b", true}}).ok());
   for (const std::string other : {"/a/", "/a/.", "/link", "/b/../a"}) {
-    const Status s = CheckDistinctDatasets({{dir.path() + "/a", false}, {dir.path() + other, true}});
+    const Status s =
+        CheckDistinctDatasets({{dir.path() + "/a", false}, {dir.path() + other, true}});
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << other;
     EXPECT_NE(s.message().find("is given twice"), std::string::npos) << s;
   }

@@ -102,8 +102,7 @@ TEST(FitTest, DivergingRunStopsWithAClearError) {
   last.max_steps = 1;
   last.split = {1, 0, 0};
   const auto last_step = RunFit(last);
-  EXPECT_EQ(last_step.status().code(), absl::StatusCode::kFailedPrecondition)
-      << last_step.status();
+  EXPECT_EQ(last_step.status().code(), absl::StatusCode::kFailedPrecondition) << last_step.status();
   EXPECT_FALSE(fs::exists(out + "/model.faceid"));
   fs::remove_all(out);
 }
