@@ -153,6 +153,11 @@ Status Serve(const Flags& flags) {
   }
   FACEID_ASSIGN_OR_RETURN(const IndexType index_type, ParseIndexType(flags.index));
   FACEID_RETURN_IF_ERROR(CheckListenAddress(flags.listen));
+  // gRPC's receive limit is an int, and a whole request is the image plus 1 MiB.
+  constexpr std::int64_t kMaxImageBytesLimit = std::int64_t{1} << 30;
+  if (flags.max_image_bytes < 1 || flags.max_image_bytes > kMaxImageBytesLimit) {
+    return absl::InvalidArgumentError("--max-image-bytes must be within 1..1073741824 (1 GiB)");
+  }
   if (flags.shutdown_grace_s < 0) {
     return absl::InvalidArgumentError("--shutdown-grace-s must be >= 0");
   }

@@ -109,13 +109,18 @@ Status CheckExternalId(const std::string& id) {
   return absl::OkStatus();
 }
 
-Status CheckMetadata(const google::protobuf::Map<std::string, std::string>& metadata) {
+Status CheckMetadata(const google::protobuf::Map<std::string, std::string>& metadata,
+                     bool removing_allowed = false) {
   if (metadata.size() > kMaxMetadataKeys) {
     return absl::InvalidArgumentError("metadata has more than 64 keys");
   }
   for (const auto& [key, value] : metadata) {
     if (key.empty()) return absl::InvalidArgumentError("metadata keys must not be empty");
-    FACEID_RETURN_IF_ERROR(CheckPrintable(key, "a metadata key"));
+    // In UpdatePerson an empty value removes a key: allowed for any key, so one stored by an
+    // older version can still be removed.
+    if (!(removing_allowed && value.empty())) {
+      FACEID_RETURN_IF_ERROR(CheckPrintable(key, "a metadata key"));
+    }
     if (key.size() > kMaxMetadataKeyBytes) {
       return absl::InvalidArgumentError("a metadata key is over 128 bytes");
     }
@@ -608,7 +613,7 @@ grpc::Status FaceService::UpdatePerson(grpc::ServerContext* context,
   return Serve("UpdatePerson", context, true, [&]() -> Status {
     FACEID_ASSIGN_OR_RETURN(const std::string gallery, GalleryName(request->gallery()));
     FACEID_RETURN_IF_ERROR(CheckExternalId(request->external_id()));
-    FACEID_RETURN_IF_ERROR(CheckMetadata(request->metadata()));
+    FACEID_RETURN_IF_ERROR(CheckMetadata(request->metadata(), /*removing_allowed=*/true));
     std::optional<std::string> display_name;
     if (request->display_name_update_case() == v1::UpdatePersonRequest::kDisplayName) {
       FACEID_RETURN_IF_ERROR(CheckDisplayName(request->display_name()));

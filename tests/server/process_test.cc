@@ -306,6 +306,15 @@ TEST_F(ServerProcessTest, BadListenPortAndSelfBackupAreRefused) {
     EXPECT_EQ(WEXITSTATUS(status), 1) << listen << ": " << ReadAll(log);
     EXPECT_NE(ReadAll(log).find("port from 0 to 65535"), std::string::npos) << ReadAll(log);
   }
+  // Regression: 3000000000 was accepted and advertised, but gRPC cannot receive over 2 GiB.
+  const std::string huge = "timeout 60 " + binary + " --model " + model_ + " --db " +
+                           (dir_ / "port.db").string() + " --max-image-bytes 3000000000 > " +
+                           log + " 2>&1";
+  const int huge_status = std::system(huge.c_str());
+  ASSERT_TRUE(WIFEXITED(huge_status));
+  EXPECT_EQ(WEXITSTATUS(huge_status), 1) << ReadAll(log);
+  EXPECT_NE(ReadAll(log).find("--max-image-bytes must be within"), std::string::npos)
+      << ReadAll(log);
   // Regression: "::1" passed (its last colon looked like a port separator) and bound port 443.
   for (const char* listen : {"::1", "::1:50650", "fe80::1"}) {
     const std::string command = "timeout 60 " + binary + " --model " + model_ + " --db " +

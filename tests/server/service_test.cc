@@ -541,6 +541,24 @@ TEST_F(FaceServiceTest, SteeringCharactersInStoredTextAreRefused) {
     (*by_key.mutable_metadata())[text] = "v";
     EXPECT_EQ(Enroll(by_key).error_code(), StatusCode::INVALID_ARGUMENT) << text;
   }
+  // Removing such a key (empty value) stays possible, for keys stored by older versions;
+  // setting one does not.
+  grpc::ClientContext update_context;
+  v1::UpdatePersonRequest update;
+  update.set_external_id("named");
+  (*update.mutable_metadata())["rlo\u202Eevil"] = "";
+  v1::Person updated;
+  const grpc::Status removal = stub_->UpdatePerson(&update_context, update, &updated);
+  // "named" was never stored, so NOT_FOUND shows the removal passed validation.
+  EXPECT_EQ(removal.error_code(), StatusCode::NOT_FOUND) << removal.error_message();
+  grpc::ClientContext set_context;
+  (*update.mutable_metadata())["rlo\u202Eevil"] = "v";
+  EXPECT_EQ(stub_->UpdatePerson(&set_context, update, &updated).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  auto empty_value = EnrollOf("named2", {Photo(17, 0)});
+  (*empty_value.mutable_metadata())["rlo\u202Eevil"] = "";
+  EXPECT_EQ(Enroll(empty_value).error_code(), StatusCode::INVALID_ARGUMENT);
+
   auto fine = EnrollOf("zoë-李", {Photo(17, 0)});
   fine.set_display_name("Zoë Ærø 李小龍 עברית");
   EXPECT_TRUE(Enroll(fine).ok());
