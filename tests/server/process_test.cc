@@ -136,6 +136,19 @@ class ServerProcessTest : public ::testing::Test {
     return request;
   }
 
+  // Runs faceid-server with the test model and `args`; expects it to refuse to start (exit 1)
+  // with `message` in its output.
+  void ExpectStartRefused(const std::string& args, const std::string& message) {
+    const std::string log = (dir_ / "refused.log").string();
+    const std::string command = "timeout 60 " + std::string(FACEID_BIN_DIR) +
+                                "/faceid-server --model " + model_ + " " + args + " > " + log +
+                                " 2>&1";
+    const int status = std::system(command.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << args;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << args << ": " << ReadAll(log);
+    EXPECT_NE(ReadAll(log).find(message), std::string::npos) << args << ": " << ReadAll(log);
+  }
+
   fs::path dir_;
   std::string model_;
 };
@@ -281,14 +294,8 @@ TEST_F(ServerProcessTest, SecondServerOnTheSameDatabaseIsRefused) {
   std::filesystem::create_symlink(dir_ / "gallery.db", dir_ / "alias.db");
   std::filesystem::create_hard_link(dir_ / "gallery.db", dir_ / "hard.db");
   for (const char* other : {"alias.db", "hard.db"}) {
-    const std::string alias_command = "timeout 60 " + binary + " --model " + model_ + " --db " +
-                                      (dir_ / other).string() + " --listen 127.0.0.1:0 > " + log +
-                                      " 2>&1";
-    const int alias_status = std::system(alias_command.c_str());
-    ASSERT_TRUE(WIFEXITED(alias_status));
-    EXPECT_EQ(WEXITSTATUS(alias_status), 1) << other << ": " << ReadAll(log);
-    EXPECT_NE(ReadAll(log).find("in use by another faceid-server"), std::string::npos)
-        << ReadAll(log);
+    ExpectStartRefused("--db " + (dir_ / other).string() + " --listen 127.0.0.1:0",
+                       "in use by another faceid-server");
   }
 }
 
@@ -297,33 +304,15 @@ TEST_F(ServerProcessTest, SecondServerOnTheSameDatabaseIsRefused) {
 TEST_F(ServerProcessTest, BadListenPortAndSelfBackupAreRefused) {
   const std::string binary = std::string(FACEID_BIN_DIR) + "/faceid-server";
   const std::string log = (dir_ / "port.log").string();
+  const std::string db = "--db " + (dir_ / "port.db").string();
   for (const char* listen : {"127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1:", "localhost"}) {
-    const std::string command = "timeout 60 " + binary + " --model " + model_ + " --db " +
-                                (dir_ / "port.db").string() + " --listen " + listen + " > " + log +
-                                " 2>&1";
-    const int status = std::system(command.c_str());
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 1) << listen << ": " << ReadAll(log);
-    EXPECT_NE(ReadAll(log).find("port from 0 to 65535"), std::string::npos) << ReadAll(log);
+    ExpectStartRefused(db + " --listen " + listen, "port from 0 to 65535");
   }
   // Regression: 3000000000 was accepted and advertised, but gRPC cannot receive over 2 GiB.
-  const std::string huge = "timeout 60 " + binary + " --model " + model_ + " --db " +
-                           (dir_ / "port.db").string() + " --max-image-bytes 3000000000 > " +
-                           log + " 2>&1";
-  const int huge_status = std::system(huge.c_str());
-  ASSERT_TRUE(WIFEXITED(huge_status));
-  EXPECT_EQ(WEXITSTATUS(huge_status), 1) << ReadAll(log);
-  EXPECT_NE(ReadAll(log).find("--max-image-bytes must be within"), std::string::npos)
-      << ReadAll(log);
+  ExpectStartRefused(db + " --max-image-bytes 3000000000", "--max-image-bytes must be within");
   // Regression: "::1" passed (its last colon looked like a port separator) and bound port 443.
   for (const char* listen : {"::1", "::1:50650", "fe80::1"}) {
-    const std::string command = "timeout 60 " + binary + " --model " + model_ + " --db " +
-                                (dir_ / "port.db").string() + " --listen " + listen + " > " + log +
-                                " 2>&1";
-    const int status = std::system(command.c_str());
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 1) << listen << ": " << ReadAll(log);
-    EXPECT_NE(ReadAll(log).find("in brackets"), std::string::npos) << ReadAll(log);
+    ExpectStartRefused(db + " --listen " + listen, "in brackets");
   }
   {
     auto store = GalleryStore::Open((dir_ / "self.db").string());
