@@ -1,6 +1,7 @@
 #include "trainer/trainer.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -229,6 +230,9 @@ struct Progress {
   std::int64_t step_in_epoch = 0;
   std::int64_t global_step = 0;
   double best_val_auc = -1;
+  // Sums of the loss terms over the steps run so far in this epoch (the epoch's summary line
+  // is their mean), kept in checkpoints so a resumed epoch reports all of its steps.
+  std::array<double, 6> epoch_sums{};  // ce, center, triplet, total, acc, steps
 };
 
 // [N, embedding_dim] float features of `images`, on the CPU. FAILED_PRECONDITION when the
@@ -328,6 +332,9 @@ Status SaveCheckpoint(Model& m, const Progress& p, const Split& split, const Fit
     archive.write("step_in_epoch", torch::tensor(p.step_in_epoch));
     archive.write("global_step", torch::tensor(p.global_step));
     archive.write("best_val_auc", torch::tensor(p.best_val_auc, torch::kFloat64));
+    archive.write("epoch_sums",
+                  torch::tensor(std::vector<double>(p.epoch_sums.begin(), p.epoch_sums.end()),
+                                torch::kFloat64));
     {
       auto gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -402,6 +409,12 @@ Status LoadCheckpoint(Model& m, Progress* p, const Split& split, const FitOption
     p->step_in_epoch = read("step_in_epoch").item<std::int64_t>();
     p->global_step = read("global_step").item<std::int64_t>();
     p->best_val_auc = read("best_val_auc").item<double>();
+    torch::Tensor sums;
+    if (archive.try_read("epoch_sums", sums) &&
+        sums.numel() == std::int64_t(p->epoch_sums.size())) {
+      const torch::Tensor values = sums.to(torch::kFloat64).contiguous();
+      std::copy_n(values.data_ptr<double>(), p->epoch_sums.size(), p->epoch_sums.begin());
+    }
     const torch::Tensor rng = read("rng");
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -720,8 +733,8 @@ StatusOr<FitResult> Train(const FitOptions& o, RunData& data, const std::string&
                        std::size_t(p.step_in_epoch), o.loader_threads, 4);
     ProgressBar bar(p.epoch + 1, planned_epochs, steps_per_epoch, o.progress_tty, stdout,
                     o.progress_every_s);
-    double sum_ce = 0, sum_center = 0, sum_triplet = 0, sum_total = 0, sum_acc = 0;
-    int n = 0;
+    if (p.step_in_epoch == 0) p.epoch_sums.fill(0);
+    auto& [sum_ce, sum_center, sum_triplet, sum_total, sum_acc, n] = p.epoch_sums;
     while (p.step_in_epoch < steps_per_epoch) {
       FACEID_ASSIGN_OR_RETURN(Batch batch, loader.Take(std::size_t(p.step_in_epoch)));
       const torch::Tensor x = batch.images.to(device);

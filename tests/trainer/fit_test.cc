@@ -172,6 +172,14 @@ TEST(FitTest, ResumeAfterStopIsBitIdenticalToUninterruptedRun) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(*a, *b);
   EXPECT_NE(*a, *mid);
+
+  // Regression: the resumed epoch's summary averaged only the steps after the resume.
+  const auto full_epochs = EpochLines(full), part_epochs = EpochLines(part);
+  ASSERT_FALSE(full_epochs.empty());
+  ASSERT_FALSE(part_epochs.empty());
+  for (const char* term : {"ce", "center", "total", "acc"}) {
+    EXPECT_EQ(part_epochs.back()[term], full_epochs.back()[term]) << term;
+  }
   fs::remove_all(full);
   fs::remove_all(part);
 }
