@@ -11,7 +11,7 @@
 #                              any person-per-folder tree (default: ../shared/data)
 #   FACEID_DEMO_DIR=DIR        where model, report and database go (default: runs/demo)
 #   FACEID_RETRAIN=1           train again even if DIR/model.faceid exists
-#   FACEID_TRAIN_EPOCHS=N      training epochs (default 10: about 5 minutes on 2 quiet cores)
+#   FACEID_TRAIN_EPOCHS=N      training epochs (default 10: 5.5-7 minutes on 2 cores)
 #   FACEID_TRAIN_SECONDS=S     safety cap on training time (default 1200); on a machine too
 #                              slow or busy for the epochs, fewer are planned to fit the cap
 #   FACEID_CACHE_DIR=DIR       aligned-crop cache (default: runs/cache)
